@@ -1741,7 +1741,7 @@ func schema_armory_apis_kannika_v1alpha_SegmentRolloverTriggers(ref common.Refer
 				Properties: map[string]spec.Schema{
 					"size": {
 						SchemaProps: spec.SchemaProps{
-							Description: "size closes a segment once its records reach this many uncompressed bytes, e.g. 64Mi.",
+							Description: "size closes a segment once its records reach this many uncompressed bytes, e.g. 64Mi. It must be greater than 0; the worker checks it, as a CEL rule on a quantity costs more than the API server allows.",
 							Ref:         ref(resource.Quantity{}.OpenAPIModelName()),
 						},
 					},

@@ -122,9 +122,9 @@ type Compression struct {
 // much recent data a disaster can take (the recovery point objective).
 type SegmentRolloverTriggers struct {
 	// size closes a segment once its records reach this many uncompressed
-	// bytes, e.g. 64Mi.
+	// bytes, e.g. 64Mi. It must be greater than 0; the worker checks it, as
+	// a CEL rule on a quantity costs more than the API server allows.
 	// +optional
-	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="size must be greater than 0, e.g. 64Mi"
 	Size *resource.Quantity `json:"size,omitempty"`
 	// timeoutSeconds closes a segment this many seconds after its first
 	// record, so a quiet topic's data still lands in storage.

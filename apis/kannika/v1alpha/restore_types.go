@@ -62,7 +62,7 @@ type RestoreConfig struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=source
-	// +kubebuilder:validation:MaxItems=1000
+	// +kubebuilder:validation:MaxItems=100
 	// +kubebuilder:validation:XValidation:rule="self.all(t, self.exists_one(u, u.target == t.target))",message="each target topic may appear only once: two sources cannot be restored into one topic"
 	Topics []RestoreTopic `json:"topics,omitempty"`
 	// filters restore only the records that pass them.
@@ -100,6 +100,7 @@ type RestoreTopic struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=number
+	// +kubebuilder:validation:MaxItems=1000
 	Partitions []RestorePartition `json:"partitions,omitempty"`
 	// disablePreflightChecks lets the Restore write into a target topic that
 	// is not empty.

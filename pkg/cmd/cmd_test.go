@@ -1,0 +1,112 @@
+package cmd_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kannika/armory/pkg/testenv"
+)
+
+// armory is the binary built from this checkout, as users and Deployments run it.
+var armory string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "armory-cmd-test-")
+	if err != nil {
+		panic(err)
+	}
+	armory = filepath.Join(dir, "armory")
+	build := exec.Command("go", "build", "-o", armory, ".")
+	build.Dir = testenv.RepoRoot()
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		panic("build armory: " + err.Error())
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func run(t *testing.T, args ...string) (stdout, stderr string, exitCode int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, armory, args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return out.String(), errOut.String(), exit.ExitCode()
+	case err != nil:
+		t.Fatalf("run armory %s: %v", strings.Join(args, " "), err)
+	}
+	return out.String(), errOut.String(), 0
+}
+
+func TestWorkerNeedsExactlyOneResource(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"worker"}, "pass --backup=NAME to run a Backup or --restore=NAME to run a Restore"},
+		{[]string{"worker", "--backup=a", "--restore=b"}, "pass only one of --backup and --restore"},
+		{[]string{"worker", "--backup=Not_A_Name"}, `--backup="Not_A_Name" is not a valid resource name`},
+		{[]string{"worker", "--restore="}, "pass --backup=NAME to run a Backup or --restore=NAME to run a Restore"},
+	}
+	for _, tc := range tests {
+		_, stderr, code := run(t, tc.args...)
+		if code == 0 {
+			t.Errorf("armory %s exited 0", strings.Join(tc.args, " "))
+		}
+		if !strings.Contains(stderr, tc.want) {
+			t.Errorf("armory %s: stderr %q does not say %q", strings.Join(tc.args, " "), stderr, tc.want)
+		}
+	}
+}
+
+// TestUnbuiltPartsSayTheyAreNotBuilt checks that nothing pretends to work.
+func TestUnbuiltPartsSayTheyAreNotBuilt(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"controller"},
+		{"worker", "--backup=backup-example"},
+		{"worker", "--restore=restore-example"},
+	} {
+		_, stderr, code := run(t, args...)
+		if code == 0 || !strings.Contains(stderr, "not implemented yet") {
+			t.Errorf("armory %s: exit %d, stderr %q; want a non-zero exit that says it is not implemented yet",
+				strings.Join(args, " "), code, stderr)
+		}
+	}
+}
+
+func TestHelpExplainsFlags(t *testing.T) {
+	t.Parallel()
+	tests := map[string][]string{
+		"controller": {"--kubeconfig", "--namespace", "--leader-elect", "--worker-image",
+			"--metrics-bind-address", "--health-probe-bind-address", "-v, --v"},
+		"worker": {"--kubeconfig", "--namespace", "--backup", "--restore",
+			"--metrics-bind-address", "--health-probe-bind-address", "Name of the Backup to run"},
+	}
+	for sub, wants := range tests {
+		stdout, stderr, code := run(t, sub, "--help")
+		if code != 0 {
+			t.Fatalf("armory %s --help: exit %d: %s", sub, code, stderr)
+		}
+		for _, want := range wants {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("armory %s --help does not mention %q:\n%s", sub, want, stdout)
+			}
+		}
+	}
+}
