@@ -18,6 +18,8 @@ apis="$module/apis/kannika/v1alpha"
 out="$module/generated"
 boilerplate="$root/scripts/boilerplate.go.txt"
 header="--go-header-file=$boilerplate"
+# "Credentials" is its own plural (client.Credentials(ns), not Credentialses).
+plurals="--plural-exceptions=Endpoints:Endpoints,Credentials:Credentials"
 
 # Build the generators once per version of scripts/tools/go.{mod,sum}.
 cache=${ARMORY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/armory}
@@ -66,7 +68,7 @@ go run ./scripts/models-schema >"$tmp/schema.json"
   --openapi-schema "$tmp/schema.json" \
   "$apis"
 
-"$bin/client-gen" "$header" \
+"$bin/client-gen" "$header" "$plurals" \
   --output-dir generated/clientset \
   --output-pkg "$out/clientset" \
   --clientset-name versioned \
@@ -74,12 +76,12 @@ go run ./scripts/models-schema >"$tmp/schema.json"
   --input-base "$module/apis" \
   --input kannika/v1alpha
 
-"$bin/lister-gen" "$header" \
+"$bin/lister-gen" "$header" "$plurals" \
   --output-dir generated/listers \
   --output-pkg "$out/listers" \
   "$apis"
 
-"$bin/informer-gen" "$header" \
+"$bin/informer-gen" "$header" "$plurals" \
   --output-dir generated/informers \
   --output-pkg "$out/informers" \
   --versioned-clientset-package "$out/clientset/versioned" \

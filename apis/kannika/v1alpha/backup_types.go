@@ -13,6 +13,7 @@ import (
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:categories=armory
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name must be at most 63 characters: it names the worker's Deployment and its labels"
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.message`
 // +kubebuilder:printcolumn:name="Streams",type=string,JSONPath=`.status.streamsReady`,priority=1
 // +kubebuilder:printcolumn:name="Lag",type=integer,JSONPath=`.status.lag`,priority=1

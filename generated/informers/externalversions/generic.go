@@ -55,8 +55,8 @@ func (f *sharedInformerFactory) ForResource(resource schema.GroupVersionResource
 	// Group=kannika.io, Version=v1alpha
 	case v1alpha.SchemeGroupVersion.WithResource("backups"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Kannika().V1alpha().Backups().Informer()}, nil
-	case v1alpha.SchemeGroupVersion.WithResource("credentialses"):
-		return &genericInformer{resource: resource.GroupResource(), informer: f.Kannika().V1alpha().Credentialses().Informer()}, nil
+	case v1alpha.SchemeGroupVersion.WithResource("credentials"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Kannika().V1alpha().Credentials().Informer()}, nil
 	case v1alpha.SchemeGroupVersion.WithResource("eventhubs"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Kannika().V1alpha().EventHubs().Informer()}, nil
 	case v1alpha.SchemeGroupVersion.WithResource("restores"):

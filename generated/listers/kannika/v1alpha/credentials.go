@@ -25,14 +25,14 @@ import (
 	cache "k8s.io/client-go/tools/cache"
 )
 
-// CredentialsLister helps list Credentialses.
+// CredentialsLister helps list Credentials.
 // All objects returned here must be treated as read-only.
 type CredentialsLister interface {
-	// List lists all Credentialses in the indexer.
+	// List lists all Credentials in the indexer.
 	// Objects returned here must be treated as read-only.
 	List(selector labels.Selector) (ret []*kannikav1alpha.Credentials, err error)
-	// Credentialses returns an object that can list and get Credentialses.
-	Credentialses(namespace string) CredentialsNamespaceLister
+	// Credentials returns an object that can list and get Credentials.
+	Credentials(namespace string) CredentialsNamespaceLister
 	CredentialsListerExpansion
 }
 
@@ -46,15 +46,15 @@ func NewCredentialsLister(indexer cache.Indexer) CredentialsLister {
 	return &credentialsLister{listers.New[*kannikav1alpha.Credentials](indexer, kannikav1alpha.Resource("credentials"))}
 }
 
-// Credentialses returns an object that can list and get Credentialses.
-func (s *credentialsLister) Credentialses(namespace string) CredentialsNamespaceLister {
+// Credentials returns an object that can list and get Credentials.
+func (s *credentialsLister) Credentials(namespace string) CredentialsNamespaceLister {
 	return credentialsNamespaceLister{listers.NewNamespaced[*kannikav1alpha.Credentials](s.ResourceIndexer, namespace)}
 }
 
-// CredentialsNamespaceLister helps list and get Credentialses.
+// CredentialsNamespaceLister helps list and get Credentials.
 // All objects returned here must be treated as read-only.
 type CredentialsNamespaceLister interface {
-	// List lists all Credentialses in the indexer for a given namespace.
+	// List lists all Credentials in the indexer for a given namespace.
 	// Objects returned here must be treated as read-only.
 	List(selector labels.Selector) (ret []*kannikav1alpha.Credentials, err error)
 	// Get retrieves the Credentials from the indexer for a given namespace and name.

@@ -34,7 +34,7 @@ import (
 )
 
 // CredentialsInformer provides access to a shared informer and lister for
-// Credentialses.
+// Credentials.
 type CredentialsInformer interface {
 	Informer() cache.SharedIndexInformer
 	Lister() kannikav1alpha.CredentialsLister
@@ -73,25 +73,25 @@ func NewCredentialsInformerWithOptions(client versioned.Interface, namespace str
 				if tweakListOptions != nil {
 					tweakListOptions(&opts)
 				}
-				return client.KannikaV1alpha().Credentialses(namespace).List(context.Background(), opts)
+				return client.KannikaV1alpha().Credentials(namespace).List(context.Background(), opts)
 			},
 			WatchFunc: func(opts v1.ListOptions) (watch.Interface, error) {
 				if tweakListOptions != nil {
 					tweakListOptions(&opts)
 				}
-				return client.KannikaV1alpha().Credentialses(namespace).Watch(context.Background(), opts)
+				return client.KannikaV1alpha().Credentials(namespace).Watch(context.Background(), opts)
 			},
 			ListWithContextFunc: func(ctx context.Context, opts v1.ListOptions) (runtime.Object, error) {
 				if tweakListOptions != nil {
 					tweakListOptions(&opts)
 				}
-				return client.KannikaV1alpha().Credentialses(namespace).List(ctx, opts)
+				return client.KannikaV1alpha().Credentials(namespace).List(ctx, opts)
 			},
 			WatchFuncWithContext: func(ctx context.Context, opts v1.ListOptions) (watch.Interface, error) {
 				if tweakListOptions != nil {
 					tweakListOptions(&opts)
 				}
-				return client.KannikaV1alpha().Credentialses(namespace).Watch(ctx, opts)
+				return client.KannikaV1alpha().Credentials(namespace).Watch(ctx, opts)
 			},
 		}, client),
 		&apiskannikav1alpha.Credentials{},

@@ -26,8 +26,8 @@ import (
 type Interface interface {
 	// Backups returns a BackupInformer.
 	Backups() BackupInformer
-	// Credentialses returns a CredentialsInformer.
-	Credentialses() CredentialsInformer
+	// Credentials returns a CredentialsInformer.
+	Credentials() CredentialsInformer
 	// EventHubs returns a EventHubInformer.
 	EventHubs() EventHubInformer
 	// Restores returns a RestoreInformer.
@@ -52,8 +52,8 @@ func (v *version) Backups() BackupInformer {
 	return &backupInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
 }
 
-// Credentialses returns a CredentialsInformer.
-func (v *version) Credentialses() CredentialsInformer {
+// Credentials returns a CredentialsInformer.
+func (v *version) Credentials() CredentialsInformer {
 	return &credentialsInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
 }
 

@@ -30,10 +30,10 @@ import (
 	gentype "k8s.io/client-go/gentype"
 )
 
-// CredentialsesGetter has a method to return a CredentialsInterface.
+// CredentialsGetter has a method to return a CredentialsInterface.
 // A group's client should implement this interface.
-type CredentialsesGetter interface {
-	Credentialses(namespace string) CredentialsInterface
+type CredentialsGetter interface {
+	Credentials(namespace string) CredentialsInterface
 }
 
 // CredentialsInterface has methods to work with Credentials resources.
@@ -50,16 +50,16 @@ type CredentialsInterface interface {
 	CredentialsExpansion
 }
 
-// credentialses implements CredentialsInterface
-type credentialses struct {
+// credentials implements CredentialsInterface
+type credentials struct {
 	*gentype.ClientWithListAndApply[*kannikav1alpha.Credentials, *kannikav1alpha.CredentialsList, *applyconfigurationkannikav1alpha.CredentialsApplyConfiguration]
 }
 
-// newCredentialses returns a Credentialses
-func newCredentialses(c *KannikaV1alphaClient, namespace string) *credentialses {
-	return &credentialses{
+// newCredentials returns a Credentials
+func newCredentials(c *KannikaV1alphaClient, namespace string) *credentials {
+	return &credentials{
 		gentype.NewClientWithListAndApply[*kannikav1alpha.Credentials, *kannikav1alpha.CredentialsList, *applyconfigurationkannikav1alpha.CredentialsApplyConfiguration](
-			"credentialses",
+			"credentials",
 			c.RESTClient(),
 			scheme.ParameterCodec,
 			namespace,

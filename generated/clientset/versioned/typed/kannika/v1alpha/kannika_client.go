@@ -29,7 +29,7 @@ import (
 type KannikaV1alphaInterface interface {
 	RESTClient() rest.Interface
 	BackupsGetter
-	CredentialsesGetter
+	CredentialsGetter
 	EventHubsGetter
 	RestoresGetter
 	StoragesGetter
@@ -44,8 +44,8 @@ func (c *KannikaV1alphaClient) Backups(namespace string) BackupInterface {
 	return newBackups(c, namespace)
 }
 
-func (c *KannikaV1alphaClient) Credentialses(namespace string) CredentialsInterface {
-	return newCredentialses(c, namespace)
+func (c *KannikaV1alphaClient) Credentials(namespace string) CredentialsInterface {
+	return newCredentials(c, namespace)
 }
 
 func (c *KannikaV1alphaClient) EventHubs(namespace string) EventHubInterface {

@@ -25,18 +25,18 @@ import (
 	gentype "k8s.io/client-go/gentype"
 )
 
-// fakeCredentialses implements CredentialsInterface
-type fakeCredentialses struct {
+// fakeCredentials implements CredentialsInterface
+type fakeCredentials struct {
 	*gentype.FakeClientWithListAndApply[*v1alpha.Credentials, *v1alpha.CredentialsList, *kannikav1alpha.CredentialsApplyConfiguration]
 	Fake *FakeKannikaV1alpha
 }
 
-func newFakeCredentialses(fake *FakeKannikaV1alpha, namespace string) typedkannikav1alpha.CredentialsInterface {
-	return &fakeCredentialses{
+func newFakeCredentials(fake *FakeKannikaV1alpha, namespace string) typedkannikav1alpha.CredentialsInterface {
+	return &fakeCredentials{
 		gentype.NewFakeClientWithListAndApply[*v1alpha.Credentials, *v1alpha.CredentialsList, *kannikav1alpha.CredentialsApplyConfiguration](
 			fake.Fake,
 			namespace,
-			v1alpha.SchemeGroupVersion.WithResource("credentialses"),
+			v1alpha.SchemeGroupVersion.WithResource("credentials"),
 			v1alpha.SchemeGroupVersion.WithKind("Credentials"),
 			func() *v1alpha.Credentials { return &v1alpha.Credentials{} },
 			func() *v1alpha.CredentialsList { return &v1alpha.CredentialsList{} },

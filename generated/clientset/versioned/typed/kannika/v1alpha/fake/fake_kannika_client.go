@@ -32,8 +32,8 @@ func (c *FakeKannikaV1alpha) Backups(namespace string) v1alpha.BackupInterface {
 	return newFakeBackups(c, namespace)
 }
 
-func (c *FakeKannikaV1alpha) Credentialses(namespace string) v1alpha.CredentialsInterface {
-	return newFakeCredentialses(c, namespace)
+func (c *FakeKannikaV1alpha) Credentials(namespace string) v1alpha.CredentialsInterface {
+	return newFakeCredentials(c, namespace)
 }
 
 func (c *FakeKannikaV1alpha) EventHubs(namespace string) v1alpha.EventHubInterface {

@@ -1,0 +1,89 @@
+package backup
+
+import (
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kannika/armory/apis/kannika/v1alpha"
+	"github.com/kannika/armory/pkg/controller/refs"
+)
+
+// A Backup's worker runs as a ServiceAccount of its own, bound to a Role that
+// names exactly what that worker may touch: its Backup (and its status), the
+// EventHub, Storage and Credentials it references, the Secrets those name,
+// and its Lease. Nothing else in the namespace.
+
+func ownerRefs(b *v1alpha.Backup) []metav1.OwnerReference {
+	return []metav1.OwnerReference{*metav1.NewControllerRef(b, v1alpha.SchemeGroupVersion.WithKind("Backup"))}
+}
+
+// NewServiceAccount builds the worker's ServiceAccount.
+func NewServiceAccount(b *v1alpha.Backup) *corev1.ServiceAccount {
+	return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
+		Name: DeploymentName(b), Namespace: b.Namespace, Labels: Labels(b), OwnerReferences: ownerRefs(b),
+	}}
+}
+
+// NewRole builds the worker's Role from the names in the Backup's spec and in
+// its Credentials, whether or not those objects exist yet, so that creating a
+// missing one lets the worker read it at once.
+func NewRole(b *v1alpha.Backup, r refs.Resolved) *rbacv1.Role {
+	read := []string{"get", "list", "watch"}
+	rules := []rbacv1.PolicyRule{
+		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"backups"}, ResourceNames: []string{b.Name}, Verbs: read},
+		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"backups/status"}, ResourceNames: []string{b.Name}, Verbs: []string{"get", "patch"}},
+		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"eventhubs"}, ResourceNames: []string{b.Spec.Source}, Verbs: read},
+		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"storages"}, ResourceNames: []string{b.Spec.Sink}, Verbs: read},
+	}
+	var creds []string
+	for _, from := range []*v1alpha.CredentialsFrom{b.Spec.SourceCredentialsFrom, b.Spec.SinkCredentialsFrom} {
+		if from != nil {
+			creds = append(creds, from.CredentialsRef.Name)
+		}
+	}
+	if creds = uniqueSorted(creds); len(creds) > 0 {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"credentials"}, ResourceNames: creds, Verbs: read})
+	}
+	var secrets []string
+	for _, c := range []*v1alpha.Credentials{r.SourceCredentials, r.SinkCredentials} {
+		if c != nil {
+			secrets = append(secrets, refs.SecretNames(c)...)
+		}
+	}
+	if secrets = uniqueSorted(secrets); len(secrets) > 0 {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: secrets, Verbs: read})
+	}
+	rules = append(rules,
+		// create cannot be limited by name; get and update can.
+		rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+		rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{DeploymentName(b)}, Verbs: []string{"get", "update"}},
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+	)
+	return &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: DeploymentName(b), Namespace: b.Namespace, Labels: Labels(b), OwnerReferences: ownerRefs(b)},
+		Rules:      rules,
+	}
+}
+
+// NewRoleBinding binds the worker's Role to its ServiceAccount.
+func NewRoleBinding(b *v1alpha.Backup) *rbacv1.RoleBinding {
+	return &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: DeploymentName(b), Namespace: b.Namespace, Labels: Labels(b), OwnerReferences: ownerRefs(b)},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: DeploymentName(b)},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: DeploymentName(b), Namespace: b.Namespace}},
+	}
+}
+
+func uniqueSorted(in []string) []string {
+	sort.Strings(in)
+	out := in[:0]
+	for i, s := range in {
+		if i == 0 || s != in[i-1] {
+			out = append(out, s)
+		}
+	}
+	return out
+}

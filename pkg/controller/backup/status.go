@@ -1,0 +1,223 @@
+package backup
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kannika/armory/apis/kannika/v1alpha"
+	"github.com/kannika/armory/pkg/controller/phase"
+	"github.com/kannika/armory/pkg/controller/refs"
+)
+
+// Condition types the controller sets on a Backup.
+const (
+	// ConditionReferencesResolved: the EventHub, Storage, Credentials and
+	// Secrets the Backup names exist and are usable.
+	ConditionReferencesResolved = "ReferencesResolved"
+	// ConditionStreaming: a worker holds the Backup's Lease.
+	ConditionStreaming = "Streaming"
+	// ConditionStreamsHealthy: no enabled stream reported a failure.
+	ConditionStreamsHealthy = "StreamsHealthy"
+)
+
+// Condition reasons.
+const (
+	ReasonResolved         = "Resolved"
+	ReasonWorkerRunning    = "WorkerRunning"
+	ReasonWorkerNotRunning = "WorkerNotRunning"
+	ReasonPaused           = "Paused"
+	ReasonDraft            = "Draft"
+	ReasonCannotRun        = "CannotRun"
+	ReasonStreamsHealthy   = "AllStreamsHealthy"
+	ReasonStreamFailed     = "StreamFailed"
+)
+
+// StreamStateFailed is the state a worker reports for a stream it cannot
+// back up (topic deleted, recreated, or owned by another Backup).
+const StreamStateFailed = "Failed"
+
+// Observed is what the controller saw while syncing a Backup.
+type Observed struct {
+	// Problems with the Backup's references, in spec order.
+	Problems []refs.Problem
+	// WorkerHolder is the identity holding the worker Lease, if it is held.
+	WorkerHolder string
+	// LeaseHeld is true when a worker holds a fresh Lease.
+	LeaseHeld bool
+	// Now stamps the conditions that change.
+	Now time.Time
+}
+
+// Status is the part of a Backup's status the controller owns.
+type Status struct {
+	Phase              v1alpha.Phase
+	Message            string
+	ObservedGeneration int64
+	Conditions         []metav1.Condition
+}
+
+// OwnedStatus extracts the controller-owned fields of a Backup's status.
+func OwnedStatus(b *v1alpha.Backup) Status {
+	return Status{
+		Phase:              b.Status.Phase,
+		Message:            b.Status.Message,
+		ObservedGeneration: b.Status.ObservedGeneration,
+		Conditions:         b.Status.Conditions,
+	}
+}
+
+// ComputeStatus applies the Backup status rules of DESIGN §2, in order; the
+// first that matches wins:
+//
+//  1. Draft: no streams.
+//  2. Paused: spec.enabled is false, or every stream is disabled.
+//  3. Failed: a reference cannot be used, or the worker reported that no
+//     enabled stream can run.
+//  4. Streaming: the worker holds a fresh Lease.
+//  5. Ready: otherwise.
+//
+// Conditions are computed from the Backup's existing ones, so a condition that
+// does not change keeps its lastTransitionTime.
+func ComputeStatus(b *v1alpha.Backup, obs Observed) Status {
+	gen := b.Generation
+	st := Status{ObservedGeneration: gen}
+	if len(b.Status.Conditions) > 0 {
+		st.Conditions = append([]metav1.Condition(nil), b.Status.Conditions...)
+	}
+	set := func(typ string, ok bool, reason, msg string) {
+		status := metav1.ConditionFalse
+		if ok {
+			status = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen,
+			LastTransitionTime: metav1.NewTime(obs.Now),
+		})
+	}
+
+	// References are checked whatever the phase: a paused Backup still shows
+	// what would stop it from resuming.
+	if len(obs.Problems) == 0 {
+		set(ConditionReferencesResolved, true, ReasonResolved, "the EventHub, Storage and Credentials exist and are usable")
+	} else {
+		set(ConditionReferencesResolved, false, obs.Problems[0].Reason, joinProblems(obs.Problems))
+	}
+	failedStreams, enabledCount := streamFailures(b)
+	if len(failedStreams) == 0 {
+		set(ConditionStreamsHealthy, true, ReasonStreamsHealthy, "no stream reported a problem")
+	} else {
+		set(ConditionStreamsHealthy, false, ReasonStreamFailed, strings.Join(failedStreams, "; "))
+	}
+
+	switch {
+	case len(b.Spec.Streams) == 0:
+		st.Phase, st.Message = v1alpha.PhaseDraft, phase.Message(v1alpha.PhaseDraft, "add a topic to spec.streams to start backing up")
+		set(ConditionStreaming, false, ReasonDraft, "the Backup has no streams")
+	case isPaused(b):
+		st.Phase, st.Message = v1alpha.PhasePaused, phase.Message(v1alpha.PhasePaused, "")
+		set(ConditionStreaming, false, ReasonPaused, pausedWhy(b))
+	case len(obs.Problems) > 0:
+		msgs := make([]string, len(obs.Problems))
+		for i, p := range obs.Problems {
+			msgs[i] = p.Message
+		}
+		st.Phase, st.Message = v1alpha.PhaseFailed, phase.Message(v1alpha.PhaseFailed, phase.Details(msgs))
+		set(ConditionStreaming, false, ReasonCannotRun, "the worker does not run until the references are fixed")
+	case len(failedStreams) > 0 && len(failedStreams) == enabledCount:
+		st.Phase, st.Message = v1alpha.PhaseFailed, phase.Message(v1alpha.PhaseFailed, "no stream can run: "+phase.Details(failedStreams))
+		set(ConditionStreaming, false, ReasonStreamFailed, "every enabled stream reported a failure")
+	case obs.LeaseHeld:
+		detail := ""
+		if len(failedStreams) > 0 {
+			detail = fmt.Sprintf("%d of %d streams failing: %s", len(failedStreams), enabledCount, phase.Details(failedStreams))
+		}
+		st.Phase, st.Message = v1alpha.PhaseStreaming, phase.Message(v1alpha.PhaseStreaming, detail)
+		set(ConditionStreaming, true, ReasonWorkerRunning, fmt.Sprintf("worker %s holds the Lease", obs.WorkerHolder))
+	default:
+		st.Phase, st.Message = v1alpha.PhaseReady, phase.Message(v1alpha.PhaseReady, "")
+		set(ConditionStreaming, false, ReasonWorkerNotRunning, "no worker holds the Lease yet")
+	}
+	return st
+}
+
+func pausedWhy(b *v1alpha.Backup) string {
+	if b.Spec.Enabled != nil && !*b.Spec.Enabled {
+		return "spec.enabled is false; set it to true or remove it to resume"
+	}
+	return "every stream is disabled; enable a stream to resume"
+}
+
+func joinProblems(ps []refs.Problem) string {
+	msgs := make([]string, len(ps))
+	for i, p := range ps {
+		msgs[i] = p.Message
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// streamFailures lists the enabled streams the worker reported as Failed, as
+// "stream "topic": message", and counts the enabled streams.
+func streamFailures(b *v1alpha.Backup) (failed []string, enabled int) {
+	reported := map[string]v1alpha.BackupStreamStatus{}
+	for _, s := range b.Status.Streams {
+		reported[s.Topic] = s
+	}
+	for _, s := range EnabledStreams(b) {
+		enabled++
+		if r, ok := reported[s.Topic]; ok && r.State == StreamStateFailed {
+			failed = append(failed, fmt.Sprintf("stream %q: %s", s.Topic, r.Message))
+		}
+	}
+	return failed, enabled
+}
+
+// Equal reports whether two statuses would show the same to a user: phase,
+// message, observed generation and conditions (transition times included).
+func (s Status) Equal(o Status) bool {
+	if s.Phase != o.Phase || s.Message != o.Message || s.ObservedGeneration != o.ObservedGeneration || len(s.Conditions) != len(o.Conditions) {
+		return false
+	}
+	for _, c := range s.Conditions {
+		oc := meta.FindStatusCondition(o.Conditions, c.Type)
+		if oc == nil || oc.Status != c.Status || oc.Reason != c.Reason || oc.Message != c.Message ||
+			oc.ObservedGeneration != c.ObservedGeneration || !oc.LastTransitionTime.Equal(&c.LastTransitionTime) {
+			return false
+		}
+	}
+	return true
+}
+
+// Event is an event to record for a status change.
+type Event struct {
+	Warning bool
+	Reason  string
+	Message string
+}
+
+// Events lists the events a status change deserves: one Normal event per
+// phase transition, one Warning per new failure cause. An unchanged status
+// deserves none, so resyncs and controller restarts are silent.
+func Events(old, cur Status) []Event {
+	var events []Event
+	for _, typ := range []string{ConditionReferencesResolved, ConditionStreamsHealthy} {
+		c := meta.FindStatusCondition(cur.Conditions, typ)
+		if c == nil || c.Status != metav1.ConditionFalse {
+			continue
+		}
+		if o := meta.FindStatusCondition(old.Conditions, typ); o != nil && o.Status == c.Status && o.Message == c.Message {
+			continue
+		}
+		events = append(events, Event{Warning: true, Reason: c.Reason, Message: c.Message})
+	}
+	if old.Phase != cur.Phase && cur.Phase != v1alpha.PhaseFailed {
+		events = append(events, Event{Reason: string(cur.Phase), Message: cur.Message})
+	}
+	if old.Phase != cur.Phase && cur.Phase == v1alpha.PhaseFailed && len(events) == 0 {
+		events = append(events, Event{Warning: true, Reason: string(cur.Phase), Message: cur.Message})
+	}
+	return events
+}

@@ -1,0 +1,249 @@
+// Package backup reconciles Backups: each becomes a Deployment running
+// `armory worker --backup=NAME`, with a ServiceAccount and Role of its own,
+// and a status computed by the rules in status.go.
+package backup
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	coordlisters "k8s.io/client-go/listers/coordination/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	rbaclisters "k8s.io/client-go/listers/rbac/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+
+	"github.com/kannika/armory/apis/kannika/v1alpha"
+	applyv1alpha "github.com/kannika/armory/generated/applyconfiguration/kannika/v1alpha"
+	"github.com/kannika/armory/generated/clientset/versioned"
+	listers "github.com/kannika/armory/generated/listers/kannika/v1alpha"
+	"github.com/kannika/armory/pkg/controller/phase"
+	"github.com/kannika/armory/pkg/controller/refs"
+	"github.com/kannika/armory/pkg/workerlease"
+)
+
+// FieldManager is the controller's server-side apply field manager. It owns
+// phase, message, observedGeneration and conditions; the worker owns streams.
+const FieldManager = "armory-controller"
+
+// leaseRecheckMargin is added to a Lease's expiry before looking at it again,
+// so the check lands after it has expired.
+const leaseRecheckMargin = 500 * time.Millisecond
+
+// Reconciler syncs one Backup at a time from informer caches.
+type Reconciler struct {
+	Kube            kubernetes.Interface
+	Armory          versioned.Interface
+	Backups         listers.BackupLister
+	Refs            refs.Listers
+	Deployments     appslisters.DeploymentLister
+	ServiceAccounts corelisters.ServiceAccountLister
+	Roles           rbaclisters.RoleLister
+	RoleBindings    rbaclisters.RoleBindingLister
+	Leases          coordlisters.LeaseLister
+	Recorder        record.EventRecorder
+	Clock           clock.PassiveClock
+	Config          Config
+}
+
+// Sync brings one Backup's Deployment, RBAC and status in line with its spec.
+// requeueAfter > 0 asks to look again then (when a worker's Lease expires).
+func (r *Reconciler) Sync(ctx context.Context, namespace, name string) (requeueAfter time.Duration, err error) {
+	logger := klog.FromContext(ctx)
+	cached, err := r.Backups.Backups(namespace).Get(name)
+	if apierrors.IsNotFound(err) {
+		return 0, nil // deleted: the garbage collector removes what it owned
+	}
+	if err != nil {
+		return 0, err
+	}
+	b := cached.DeepCopy()
+
+	resolved, err := r.Refs.Backup(b)
+	if err != nil {
+		return 0, fmt.Errorf("resolve references: %w", err)
+	}
+	if err := r.reconcileWorker(ctx, b, &resolved); err != nil {
+		return 0, err
+	}
+
+	now := r.Clock.Now()
+	lease, err := r.Leases.Leases(namespace).Get(workerlease.ForBackup(name))
+	if err != nil && !apierrors.IsNotFound(err) {
+		return 0, err
+	}
+	held, expires := workerlease.Held(lease, now)
+	obs := Observed{Problems: resolved.Problems, LeaseHeld: held, Now: now}
+	if held {
+		obs.WorkerHolder = *lease.Spec.HolderIdentity
+		requeueAfter = expires.Sub(now) + leaseRecheckMargin
+	}
+
+	old := OwnedStatus(b)
+	cur := ComputeStatus(b, obs)
+	if cur.Equal(old) {
+		return requeueAfter, nil
+	}
+	if err := r.applyStatus(ctx, b, cur); err != nil {
+		return 0, fmt.Errorf("write status: %w", err)
+	}
+	logger.V(2).Info("Backup status changed", "backup", klog.KObj(b), "phase", cur.Phase, "message", cur.Message)
+	for _, e := range Events(old, cur) {
+		eventType := corev1.EventTypeNormal
+		if e.Warning {
+			eventType = corev1.EventTypeWarning
+		}
+		r.Recorder.Event(b, eventType, e.Reason, e.Message)
+	}
+	return requeueAfter, nil
+}
+
+// reconcileWorker makes the worker's Deployment and RBAC match the Backup. A
+// Draft has no Deployment. A Backup whose references are broken keeps its
+// Deployment, scaled to 0, until they are fixed. A name clash with an object
+// the Backup does not own becomes a problem in its status.
+func (r *Reconciler) reconcileWorker(ctx context.Context, b *v1alpha.Backup, resolved *refs.Resolved) error {
+	existing, err := r.Deployments.Deployments(b.Namespace).Get(DeploymentName(b))
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	if existing != nil && !metav1.IsControlledBy(existing, b) {
+		resolved.Problems = append(resolved.Problems, refs.Problem{Reason: "DeploymentConflict", Message: fmt.Sprintf(
+			"metadata.name: a Deployment %q already exists in namespace %q and does not belong to this Backup; delete or rename it",
+			existing.Name, existing.Namespace)})
+		return nil
+	}
+
+	switch {
+	case len(b.Spec.Streams) == 0:
+		if existing != nil {
+			err := r.Kube.AppsV1().Deployments(b.Namespace).Delete(ctx, existing.Name, metav1.DeleteOptions{
+				Preconditions: &metav1.Preconditions{UID: &existing.UID},
+			})
+			if err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("delete the Deployment of a Backup with no streams: %w", err)
+			}
+		}
+		return nil
+	case len(resolved.Problems) > 0:
+		if existing != nil && ptr.Deref(existing.Spec.Replicas, 1) != 0 {
+			scaled := existing.DeepCopy()
+			scaled.Spec.Replicas = ptr.To[int32](0)
+			if _, err := r.Kube.AppsV1().Deployments(b.Namespace).Update(ctx, scaled, metav1.UpdateOptions{}); err != nil {
+				return fmt.Errorf("scale the Deployment to 0: %w", err)
+			}
+		}
+		return nil
+	}
+
+	if err := r.reconcileRBAC(ctx, b, *resolved); err != nil {
+		return err
+	}
+	return r.reconcileDeployment(ctx, existing, NewDeployment(b, *resolved, r.Config))
+}
+
+func (r *Reconciler) reconcileDeployment(ctx context.Context, existing, desired *appsv1.Deployment) error {
+	client := r.Kube.AppsV1().Deployments(desired.Namespace)
+	if existing == nil {
+		_, err := client.Create(ctx, desired, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("create Deployment: %w", err)
+		}
+		klog.FromContext(ctx).V(2).Info("Created worker Deployment", "deployment", klog.KObj(desired))
+		return nil
+	}
+	if !deploymentNeedsUpdate(existing, desired) {
+		return nil
+	}
+	updated := existing.DeepCopy()
+	updated.Labels = desired.Labels
+	updated.OwnerReferences = desired.OwnerReferences
+	updated.Spec = desired.Spec
+	if _, err := client.Update(ctx, updated, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("update Deployment: %w", err)
+	}
+	klog.FromContext(ctx).V(2).Info("Updated worker Deployment", "deployment", klog.KObj(desired),
+		"replicas", *desired.Spec.Replicas, "inputsHash", desired.Spec.Template.Annotations[InputsHashAnnotation])
+	return nil
+}
+
+// deploymentNeedsUpdate compares what the controller sets: the inputs hash
+// stands for the whole pod template, so defaults the API server fills in never
+// cause an update.
+func deploymentNeedsUpdate(existing, desired *appsv1.Deployment) bool {
+	return existing.Spec.Template.Annotations[InputsHashAnnotation] != desired.Spec.Template.Annotations[InputsHashAnnotation] ||
+		ptr.Deref(existing.Spec.Replicas, 1) != *desired.Spec.Replicas ||
+		existing.Spec.Strategy.Type != desired.Spec.Strategy.Type ||
+		!equality.Semantic.DeepEqual(existing.Labels, desired.Labels) ||
+		!equality.Semantic.DeepEqual(existing.OwnerReferences, desired.OwnerReferences)
+}
+
+func (r *Reconciler) reconcileRBAC(ctx context.Context, b *v1alpha.Backup, resolved refs.Resolved) error {
+	sa := NewServiceAccount(b)
+	if _, err := r.ServiceAccounts.ServiceAccounts(b.Namespace).Get(sa.Name); apierrors.IsNotFound(err) {
+		if _, err := r.Kube.CoreV1().ServiceAccounts(b.Namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create worker ServiceAccount: %w", err)
+		}
+	} else if err != nil {
+		return err
+	}
+
+	role := NewRole(b, resolved)
+	existingRole, err := r.Roles.Roles(b.Namespace).Get(role.Name)
+	switch {
+	case apierrors.IsNotFound(err):
+		if _, err := r.Kube.RbacV1().Roles(b.Namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create worker Role: %w", err)
+		}
+	case err != nil:
+		return err
+	case !equality.Semantic.DeepEqual(existingRole.Rules, role.Rules) || !equality.Semantic.DeepEqual(existingRole.Labels, role.Labels):
+		updated := existingRole.DeepCopy()
+		updated.Rules, updated.Labels, updated.OwnerReferences = role.Rules, role.Labels, role.OwnerReferences
+		if _, err := r.Kube.RbacV1().Roles(b.Namespace).Update(ctx, updated, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("update worker Role: %w", err)
+		}
+	}
+
+	binding := NewRoleBinding(b)
+	existingBinding, err := r.RoleBindings.RoleBindings(b.Namespace).Get(binding.Name)
+	switch {
+	case apierrors.IsNotFound(err):
+		if _, err := r.Kube.RbacV1().RoleBindings(b.Namespace).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create worker RoleBinding: %w", err)
+		}
+	case err != nil:
+		return err
+	case !equality.Semantic.DeepEqual(existingBinding.Subjects, binding.Subjects) || existingBinding.RoleRef != binding.RoleRef:
+		// roleRef is immutable: replace the binding.
+		if err := r.Kube.RbacV1().RoleBindings(b.Namespace).Delete(ctx, binding.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("replace worker RoleBinding: %w", err)
+		}
+		if _, err := r.Kube.RbacV1().RoleBindings(b.Namespace).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("replace worker RoleBinding: %w", err)
+		}
+	}
+	return nil
+}
+
+// applyStatus writes the controller-owned status fields with server-side
+// apply, leaving the worker's fields (streams, lag, ...) alone.
+func (r *Reconciler) applyStatus(ctx context.Context, b *v1alpha.Backup, st Status) error {
+	apply := applyv1alpha.Backup(b.Name, b.Namespace).WithStatus(applyv1alpha.BackupStatus().
+		WithPhase(st.Phase).
+		WithMessage(st.Message).
+		WithObservedGeneration(st.ObservedGeneration).
+		WithConditions(phase.ConditionsApply(st.Conditions)...))
+	_, err := r.Armory.KannikaV1alpha().Backups(b.Namespace).ApplyStatus(ctx, apply, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	return err
+}

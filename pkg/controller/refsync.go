@@ -1,0 +1,168 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/klog/v2"
+
+	"github.com/kannika/armory/apis/kannika/v1alpha"
+	applyv1alpha "github.com/kannika/armory/generated/applyconfiguration/kannika/v1alpha"
+	"github.com/kannika/armory/pkg/controller/backup"
+	"github.com/kannika/armory/pkg/controller/phase"
+	"github.com/kannika/armory/pkg/controller/refs"
+)
+
+// syncEventHub writes an EventHub's status: Ready, or Failed naming the
+// unusable property.
+func (c *Controller) syncEventHub(ctx context.Context, namespace, name string) (time.Duration, error) {
+	eh, err := c.refs.EventHubs.EventHubs(namespace).Get(name)
+	if apierrors.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	cur := refs.EventHubStatus(eh)
+	old := eh.Status
+	if old.Phase == cur.Phase && old.Message == cur.Message && old.ObservedGeneration == cur.ObservedGeneration &&
+		old.Type == cur.Type && old.Location == cur.Location && equality.Semantic.DeepEqual(old.Conditions, cur.Conditions) {
+		return 0, nil
+	}
+	apply := applyv1alpha.EventHub(name, namespace).WithStatus(applyv1alpha.EventHubStatus().
+		WithPhase(cur.Phase).WithMessage(cur.Message).WithObservedGeneration(cur.ObservedGeneration).
+		WithConditions(conditionsApply(cur.Conditions)...).WithType(cur.Type).WithLocation(cur.Location))
+	if _, err := c.armory.KannikaV1alpha().EventHubs(namespace).ApplyStatus(ctx, apply, applyOptions); err != nil {
+		return 0, fmt.Errorf("write EventHub status: %w", err)
+	}
+	c.recordTransition(eh, old.Phase, old.Message, cur.Phase, cur.Message, refs.ReasonInvalidProperties)
+	return 0, nil
+}
+
+// syncStorage creates a volume Storage's PersistentVolumeClaim and writes the
+// Storage's status.
+func (c *Controller) syncStorage(ctx context.Context, namespace, name string) (time.Duration, error) {
+	s, err := c.refs.Storages.Storages(namespace).Get(name)
+	if apierrors.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var pvc *corev1.PersistentVolumeClaim
+	if s.Spec.Volume != nil {
+		if pvc, err = c.reconcilePVC(ctx, s); err != nil {
+			return 0, err
+		}
+	}
+	cur := refs.StorageStatus(s, pvc)
+	old := s.Status
+	if old.Phase == cur.Phase && old.Message == cur.Message && old.ObservedGeneration == cur.ObservedGeneration &&
+		old.Location == cur.Location && equality.Semantic.DeepEqual(old.Conditions, cur.Conditions) {
+		return 0, nil
+	}
+	apply := applyv1alpha.Storage(name, namespace).WithStatus(applyv1alpha.StorageStatus().
+		WithPhase(cur.Phase).WithMessage(cur.Message).WithObservedGeneration(cur.ObservedGeneration).
+		WithConditions(conditionsApply(cur.Conditions)...).WithLocation(cur.Location))
+	if _, err := c.armory.KannikaV1alpha().Storages(namespace).ApplyStatus(ctx, apply, applyOptions); err != nil {
+		return 0, fmt.Errorf("write Storage status: %w", err)
+	}
+	c.recordTransition(s, old.Phase, old.Message, cur.Phase, cur.Message, "StorageFailed")
+	return 0, nil
+}
+
+// reconcilePVC creates the claim if missing and grows its request when the
+// Storage's capacity grows. It returns the claim as it is, or nil when it
+// could not be created.
+func (c *Controller) reconcilePVC(ctx context.Context, s *v1alpha.Storage) (*corev1.PersistentVolumeClaim, error) {
+	desired := refs.NewPVC(s)
+	client := c.kube.CoreV1().PersistentVolumeClaims(s.Namespace)
+	// The informer sees only claims labelled part-of=armory, so a clash
+	// with a foreign claim shows up as AlreadyExists.
+	existing, err := c.pvcLister.PersistentVolumeClaims(s.Namespace).Get(desired.Name)
+	if apierrors.IsNotFound(err) {
+		created, err := client.Create(ctx, desired, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return client.Get(ctx, desired.Name, metav1.GetOptions{})
+		}
+		if err != nil {
+			return nil, fmt.Errorf("create PersistentVolumeClaim: %w", err)
+		}
+		klog.FromContext(ctx).V(2).Info("Created PersistentVolumeClaim", "pvc", klog.KObj(created))
+		return created, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !refs.BelongsTo(existing, s) {
+		return existing, nil // a name clash: the status says so
+	}
+	want := desired.Spec.Resources.Requests[corev1.ResourceStorage]
+	if have := existing.Spec.Resources.Requests[corev1.ResourceStorage]; want.Cmp(have) > 0 {
+		grown := existing.DeepCopy()
+		grown.Spec.Resources.Requests[corev1.ResourceStorage] = want
+		if existing, err = client.Update(ctx, grown, metav1.UpdateOptions{}); err != nil {
+			return nil, fmt.Errorf("grow PersistentVolumeClaim to %s: %w", want.String(), err)
+		}
+	}
+	return existing, nil
+}
+
+// syncRestore writes a Restore's status. Running restores is not built yet:
+// an enabled Restore says so rather than pretend.
+func (c *Controller) syncRestore(ctx context.Context, namespace, name string) (time.Duration, error) {
+	r, err := c.restoreLister.Restores(namespace).Get(name)
+	if apierrors.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	resolved, err := c.refs.Restore(r)
+	if err != nil {
+		return 0, err
+	}
+	cur := restoreStatus(r, resolved, c.clock.Now())
+	old := r.Status
+	if old.Phase == cur.Phase && old.Message == cur.Message && old.ObservedGeneration == cur.ObservedGeneration &&
+		equality.Semantic.DeepEqual(old.Conditions, cur.Conditions) {
+		return 0, nil
+	}
+	apply := applyv1alpha.Restore(name, namespace).WithStatus(applyv1alpha.RestoreStatus().
+		WithPhase(cur.Phase).WithMessage(cur.Message).WithObservedGeneration(cur.ObservedGeneration).
+		WithConditions(conditionsApply(cur.Conditions)...))
+	if _, err := c.armory.KannikaV1alpha().Restores(namespace).ApplyStatus(ctx, apply, applyOptions); err != nil {
+		return 0, fmt.Errorf("write Restore status: %w", err)
+	}
+	reason := ""
+	if len(resolved.Problems) > 0 {
+		reason = resolved.Problems[0].Reason
+	}
+	c.recordTransition(r, old.Phase, old.Message, cur.Phase, cur.Message, reason)
+	return 0, nil
+}
+
+var applyOptions = metav1.ApplyOptions{FieldManager: backup.FieldManager, Force: true}
+
+var conditionsApply = phase.ConditionsApply
+
+// recordTransition emits a Normal event when the phase changes to a healthy
+// one, and a Warning when a failure is new or its cause changed.
+func (c *Controller) recordTransition(obj runtime.Object, oldPhase v1alpha.Phase, oldMessage string, phase v1alpha.Phase, message, failReason string) {
+	failing := phase == v1alpha.PhaseFailed || phase == v1alpha.PhaseInvalid
+	switch {
+	case failing && message != oldMessage:
+		if failReason == "" {
+			failReason = string(phase)
+		}
+		c.recorder.Event(obj, corev1.EventTypeWarning, failReason, message)
+	case !failing && phase != oldPhase:
+		c.recorder.Event(obj, corev1.EventTypeNormal, string(phase), message)
+	}
+}

@@ -1,0 +1,51 @@
+// Package workerlease names the coordination.k8s.io Lease that a worker holds
+// while it runs a Backup or Restore, and tells whether it is held.
+//
+// The worker takes the Lease (client-go leaderelection) before it touches
+// data, so exactly one worker runs a resource at a time; the controller reads
+// it to know that a worker is really running.
+package workerlease
+
+import (
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+)
+
+// Labels on every worker Lease, so the controller watches only those.
+const (
+	// PartOfLabel marks objects that belong to Armory.
+	PartOfLabel = "app.kubernetes.io/part-of"
+	PartOfValue = "armory"
+	// BackupLabel names the Backup a Lease or owned object belongs to.
+	BackupLabel = "kannika.io/backup"
+	// RestoreLabel names the Restore a Lease or owned object belongs to.
+	RestoreLabel = "kannika.io/restore"
+)
+
+// ForBackup is the name of the Lease a Backup's worker holds: the name of the
+// Backup's Deployment.
+func ForBackup(backup string) string { return backup + "-backup" }
+
+// ForRestore is the name of the Lease a Restore's worker holds.
+func ForRestore(restore string) string { return restore + "-restore" }
+
+// BackupLabels are the labels of a Backup's worker Lease.
+func BackupLabels(backup string) map[string]string {
+	return map[string]string{PartOfLabel: PartOfValue, BackupLabel: backup}
+}
+
+// Held reports whether a worker holds the Lease at now: it names a holder and
+// was renewed within its duration. expires is when it stops being held unless
+// renewed again; the controller looks again then.
+func Held(lease *coordinationv1.Lease, now time.Time) (held bool, expires time.Time) {
+	if lease == nil {
+		return false, time.Time{}
+	}
+	s := lease.Spec
+	if s.HolderIdentity == nil || *s.HolderIdentity == "" || s.RenewTime == nil || s.LeaseDurationSeconds == nil {
+		return false, time.Time{}
+	}
+	expires = s.RenewTime.Add(time.Duration(*s.LeaseDurationSeconds) * time.Second)
+	return now.Before(expires), expires
+}
