@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,12 +21,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	armory = filepath.Join(dir, "armory")
-	build := exec.Command("go", "build", "-o", armory, ".")
-	build.Dir = testenv.RepoRoot()
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		panic("build armory: " + err.Error())
+	if armory, err = testenv.BuildArmory(dir); err != nil {
+		panic(err)
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
@@ -78,7 +73,6 @@ func TestWorkerNeedsExactlyOneResource(t *testing.T) {
 func TestUnbuiltPartsSayTheyAreNotBuilt(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
-		{"controller"},
 		{"worker", "--backup=backup-example"},
 		{"worker", "--restore=restore-example"},
 	} {
@@ -108,5 +102,13 @@ func TestHelpExplainsFlags(t *testing.T) {
 				t.Errorf("armory %s --help does not mention %q:\n%s", sub, want, stdout)
 			}
 		}
+	}
+}
+
+func TestControllerWithoutAClusterSaysWhatToPass(t *testing.T) {
+	t.Parallel()
+	_, stderr, code := run(t, "controller", "--kubeconfig", "/nonexistent/kubeconfig")
+	if code == 0 || !strings.Contains(stderr, "load kubeconfig") || !strings.Contains(stderr, "/nonexistent/kubeconfig") {
+		t.Errorf("exit %d, stderr %q; want a non-zero exit naming the kubeconfig", code, stderr)
 	}
 }

@@ -24,11 +24,13 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/kannika/armory/apis/kannika/v1alpha"
 	"github.com/kannika/armory/generated/clientset/versioned"
 	"github.com/kannika/armory/generated/clientset/versioned/scheme"
 	armoryinformers "github.com/kannika/armory/generated/informers/externalversions"
 	listers "github.com/kannika/armory/generated/listers/kannika/v1alpha"
 	"github.com/kannika/armory/pkg/controller/backup"
+	"github.com/kannika/armory/pkg/controller/phase"
 	"github.com/kannika/armory/pkg/controller/refs"
 	"github.com/kannika/armory/pkg/workerlease"
 )
@@ -66,6 +68,9 @@ type Controller struct {
 	backupReconciler *backup.Reconciler
 	refs             refs.Listers
 	restoreLister    listers.RestoreLister
+	eventHubsWritten *phase.Written[v1alpha.EventHubStatus]
+	storagesWritten  *phase.Written[v1alpha.StorageStatus]
+	restoresWritten  *phase.Written[v1alpha.RestoreStatus]
 	pvcLister        corelisters.PersistentVolumeClaimLister
 	recorder         record.EventRecorder
 	broadcaster      record.EventBroadcaster
@@ -133,6 +138,9 @@ func New(kube kubernetes.Interface, armory versioned.Interface, opts Options) (*
 		Secrets:     secrets.Lister(),
 	}
 	c.restoreLister = restores.Lister()
+	c.eventHubsWritten = phase.NewWritten(sameStatus[v1alpha.EventHubStatus])
+	c.storagesWritten = phase.NewWritten(sameStatus[v1alpha.StorageStatus])
+	c.restoresWritten = phase.NewWritten(sameStatus[v1alpha.RestoreStatus])
 	c.pvcLister = pvcs.Lister()
 	c.backupReconciler = &backup.Reconciler{
 		Kube:            kube,

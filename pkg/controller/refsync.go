@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	"github.com/kannika/armory/apis/kannika/v1alpha"
@@ -29,10 +30,11 @@ func (c *Controller) syncEventHub(ctx context.Context, namespace, name string) (
 	if err != nil {
 		return 0, err
 	}
-	cur := refs.EventHubStatus(eh)
-	old := eh.Status
-	if old.Phase == cur.Phase && old.Message == cur.Message && old.ObservedGeneration == cur.ObservedGeneration &&
-		old.Type == cur.Type && old.Location == cur.Location && equality.Semantic.DeepEqual(old.Conditions, cur.Conditions) {
+	key := cache.ObjectName{Namespace: namespace, Name: name}
+	eh = eh.DeepCopy()
+	eh.Status = c.eventHubsWritten.Previous(key, eh.Status)
+	old, cur := eh.Status, refs.EventHubStatus(eh)
+	if sameStatus(old, cur) {
 		return 0, nil
 	}
 	apply := applyv1alpha.EventHub(name, namespace).WithStatus(applyv1alpha.EventHubStatus().
@@ -41,6 +43,7 @@ func (c *Controller) syncEventHub(ctx context.Context, namespace, name string) (
 	if _, err := c.armory.KannikaV1alpha().EventHubs(namespace).ApplyStatus(ctx, apply, applyOptions); err != nil {
 		return 0, fmt.Errorf("write EventHub status: %w", err)
 	}
+	c.eventHubsWritten.Record(key, cur)
 	c.recordTransition(eh, old.Phase, old.Message, cur.Phase, cur.Message, refs.ReasonInvalidProperties)
 	return 0, nil
 }
@@ -61,10 +64,11 @@ func (c *Controller) syncStorage(ctx context.Context, namespace, name string) (t
 			return 0, err
 		}
 	}
-	cur := refs.StorageStatus(s, pvc)
-	old := s.Status
-	if old.Phase == cur.Phase && old.Message == cur.Message && old.ObservedGeneration == cur.ObservedGeneration &&
-		old.Location == cur.Location && equality.Semantic.DeepEqual(old.Conditions, cur.Conditions) {
+	key := cache.ObjectName{Namespace: namespace, Name: name}
+	s = s.DeepCopy()
+	s.Status = c.storagesWritten.Previous(key, s.Status)
+	old, cur := s.Status, refs.StorageStatus(s, pvc)
+	if sameStatus(old, cur) {
 		return 0, nil
 	}
 	apply := applyv1alpha.Storage(name, namespace).WithStatus(applyv1alpha.StorageStatus().
@@ -73,6 +77,7 @@ func (c *Controller) syncStorage(ctx context.Context, namespace, name string) (t
 	if _, err := c.armory.KannikaV1alpha().Storages(namespace).ApplyStatus(ctx, apply, applyOptions); err != nil {
 		return 0, fmt.Errorf("write Storage status: %w", err)
 	}
+	c.storagesWritten.Record(key, cur)
 	c.recordTransition(s, old.Phase, old.Message, cur.Phase, cur.Message, "StorageFailed")
 	return 0, nil
 }
@@ -128,10 +133,11 @@ func (c *Controller) syncRestore(ctx context.Context, namespace, name string) (t
 	if err != nil {
 		return 0, err
 	}
-	cur := restoreStatus(r, resolved, c.clock.Now())
-	old := r.Status
-	if old.Phase == cur.Phase && old.Message == cur.Message && old.ObservedGeneration == cur.ObservedGeneration &&
-		equality.Semantic.DeepEqual(old.Conditions, cur.Conditions) {
+	key := cache.ObjectName{Namespace: namespace, Name: name}
+	r = r.DeepCopy()
+	r.Status = c.restoresWritten.Previous(key, r.Status)
+	old, cur := r.Status, restoreStatus(r, resolved, c.clock.Now())
+	if sameStatus(old, cur) {
 		return 0, nil
 	}
 	apply := applyv1alpha.Restore(name, namespace).WithStatus(applyv1alpha.RestoreStatus().
@@ -140,12 +146,26 @@ func (c *Controller) syncRestore(ctx context.Context, namespace, name string) (t
 	if _, err := c.armory.KannikaV1alpha().Restores(namespace).ApplyStatus(ctx, apply, applyOptions); err != nil {
 		return 0, fmt.Errorf("write Restore status: %w", err)
 	}
+	c.restoresWritten.Record(key, cur)
 	reason := ""
 	if len(resolved.Problems) > 0 {
 		reason = resolved.Problems[0].Reason
 	}
 	c.recordTransition(r, old.Phase, old.Message, cur.Phase, cur.Message, reason)
 	return 0, nil
+}
+
+// sameStatus compares statuses as a user sees them. The controller owns
+// every field of EventHub and Storage statuses; of a Restore's it compares
+// only those it writes (the restore worker will own the rest).
+func sameStatus[T v1alpha.EventHubStatus | v1alpha.StorageStatus | v1alpha.RestoreStatus](a, b T) bool {
+	switch a := any(a).(type) {
+	case v1alpha.RestoreStatus:
+		b := any(b).(v1alpha.RestoreStatus)
+		return a.Phase == b.Phase && a.Message == b.Message && a.ObservedGeneration == b.ObservedGeneration &&
+			equality.Semantic.DeepEqual(a.Conditions, b.Conditions)
+	}
+	return equality.Semantic.DeepEqual(a, b)
 }
 
 var applyOptions = metav1.ApplyOptions{FieldManager: backup.FieldManager, Force: true}

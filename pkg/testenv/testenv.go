@@ -181,3 +181,15 @@ func (e *Env) Kubectl(t testing.TB, stdin string, args ...string) (stdout, stder
 	}
 	return out.String(), errOut.String(), err
 }
+
+// BuildArmory builds the armory binary of this checkout into dir, as users
+// and Deployments run it, and returns its path.
+func BuildArmory(dir string) (string, error) {
+	bin := filepath.Join(dir, "armory")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build armory: %w\n%s", err, out)
+	}
+	return bin, nil
+}

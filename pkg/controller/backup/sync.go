@@ -6,6 +6,7 @@ package backup
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -18,6 +19,7 @@ import (
 	coordlisters "k8s.io/client-go/listers/coordination/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	rbaclisters "k8s.io/client-go/listers/rbac/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -54,14 +56,20 @@ type Reconciler struct {
 	Recorder        record.EventRecorder
 	Clock           clock.PassiveClock
 	Config          Config
+
+	written     *phase.Written[Status]
+	writtenOnce sync.Once
 }
 
 // Sync brings one Backup's Deployment, RBAC and status in line with its spec.
 // requeueAfter > 0 asks to look again then (when a worker's Lease expires).
 func (r *Reconciler) Sync(ctx context.Context, namespace, name string) (requeueAfter time.Duration, err error) {
 	logger := klog.FromContext(ctx)
+	r.writtenOnce.Do(func() { r.written = phase.NewWritten(Status.Equal) })
+	key := cache.ObjectName{Namespace: namespace, Name: name}
 	cached, err := r.Backups.Backups(namespace).Get(name)
 	if apierrors.IsNotFound(err) {
+		r.written.Forget(key)
 		return 0, nil // deleted: the garbage collector removes what it owned
 	}
 	if err != nil {
@@ -89,7 +97,9 @@ func (r *Reconciler) Sync(ctx context.Context, namespace, name string) (requeueA
 		requeueAfter = expires.Sub(now) + leaseRecheckMargin
 	}
 
-	old := OwnedStatus(b)
+	// Compare with what was last written if the cache lags behind it.
+	old := r.written.Previous(key, OwnedStatus(b))
+	b.Status.Conditions = old.Conditions
 	cur := ComputeStatus(b, obs)
 	if cur.Equal(old) {
 		return requeueAfter, nil
@@ -97,6 +107,7 @@ func (r *Reconciler) Sync(ctx context.Context, namespace, name string) (requeueA
 	if err := r.applyStatus(ctx, b, cur); err != nil {
 		return 0, fmt.Errorf("write status: %w", err)
 	}
+	r.written.Record(key, cur)
 	logger.V(2).Info("Backup status changed", "backup", klog.KObj(b), "phase", cur.Phase, "message", cur.Message)
 	for _, e := range Events(old, cur) {
 		eventType := corev1.EventTypeNormal

@@ -1,0 +1,561 @@
+package controller_test
+
+import (
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kannika/armory/apis/kannika/v1alpha"
+	"github.com/kannika/armory/pkg/controller/backup"
+	"github.com/kannika/armory/pkg/testenv"
+)
+
+// TestBackupExampleGoesFromReadyToStreamingAndBack follows the spec's
+// backup-example as a user meets it in kubectl.
+func TestBackupExampleGoesFromReadyToStreamingAndBack(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	c := startController(t, ns, "armory:test")
+	applyExample(t, ns, "my-kafka-cluster", "my-storage", "backup-example")
+
+	waitForReplicas(t, ns, "backup-example", 1)
+	d, err := env.Kube.AppsV1().Deployments(ns).Get(ctx(), "backup-example-backup", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr := d.Spec.Template.Spec.Containers[0]
+	if got := strings.Join(ctr.Command, " "); got != "armory worker --backup=backup-example" || len(ctr.Args) != 0 {
+		t.Errorf("worker command line = %q %q, want armory worker --backup=backup-example", ctr.Command, ctr.Args)
+	}
+	if ctr.Image != "armory:test" {
+		t.Errorf("worker image = %q, want the --worker-image", ctr.Image)
+	}
+	waitForPhase(t, ns, "backup-example", v1alpha.PhaseReady, "🌈 Ready")
+	assertGetShows(t, ns, "backups", "backup-example", "🌈 Ready")
+	assertGetShows(t, ns, "eventhubs", "my-kafka-cluster", "Kafka", "🌈 Ready", "kafka-0.kafka:9092,kafka-1.kafka:9092")
+	assertGetShows(t, ns, "storages", "my-storage", "🌈 Ready", "gs://my-company-kafka-backups/prod")
+
+	lease := holdWorkerLease(t, ns, "backup-example")
+	waitForPhase(t, ns, "backup-example", v1alpha.PhaseStreaming, "🚀 Streaming")
+	assertGetShows(t, ns, "backups", "backup-example", "🚀 Streaming")
+
+	lastRenewal := lease.release()
+	waitForPhase(t, ns, "backup-example", v1alpha.PhaseReady, "🌈 Ready")
+	// Noticed by the controller's own requeue at the Lease's expiry, not by
+	// an event: allow the lease duration plus scheduling slack.
+	if late := time.Since(lastRenewal); late > workerLeaseDuration+5*time.Second {
+		t.Errorf("back to Ready %v after the last renewal; want within the lease duration (%v)", late, workerLeaseDuration)
+	}
+
+	waitFor(t, 10*time.Second, "three events", func() (bool, string) {
+		events := eventsOf(t, ns, "backup-example")
+		return len(events) >= 3, fmt.Sprint(events)
+	})
+	events := eventsOf(t, ns, "backup-example")
+	if count(events, "Normal/Ready") != 2 || count(events, "Normal/Streaming") != 1 || len(events) != 3 {
+		t.Errorf("events = %v, want Ready, Streaming, Ready", events)
+	}
+
+	code, metrics := get(c.metricsAddr, "/metrics")
+	for _, want := range []string{`armory_workqueue_adds_total{name="backups"}`, `armory_controller_sync_duration_seconds_count{queue="backups"}`} {
+		if code != http.StatusOK || !strings.Contains(metrics, want) {
+			t.Errorf("/metrics (%d) does not show %s", code, want)
+		}
+	}
+	if code, body := get(c.healthAddr, "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d %s", code, body)
+	}
+}
+
+func count(list []string, item string) int {
+	n := 0
+	for _, s := range list {
+		if s == item {
+			n++
+		}
+	}
+	return n
+}
+
+// assertGetShows checks the row of `kubectl get <resource>` for name.
+func assertGetShows(t *testing.T, ns, resource, name string, columns ...string) {
+	t.Helper()
+	out := kubectl(t, "", "get", resource, "-n", ns)
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, name+" ") {
+			for _, c := range columns {
+				if !strings.Contains(line, c) {
+					t.Errorf("kubectl get %s: row %q does not show %q", resource, line, c)
+				}
+			}
+			return
+		}
+	}
+	t.Errorf("kubectl get %s shows no %s:\n%s", resource, name, out)
+}
+
+func TestPauseAndResume(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	startController(t, ns, "armory:test")
+	applyExample(t, ns, "my-kafka-cluster")
+	kubectl(t, "apiVersion: kannika.io/v1alpha\nkind: Storage\nmetadata: {name: my-bucket}\nspec: {gcsBucket: {bucket: my-bucket}}\n", "apply", "-n", ns, "-f", "-")
+
+	applyExample(t, ns, "paused-backup-example")
+	waitForPhase(t, ns, "paused-backup-example", v1alpha.PhasePaused, "💤 Paused")
+	waitForReplicas(t, ns, "paused-backup-example", 0)
+
+	kubectl(t, "", "patch", "backup", "paused-backup-example", "-n", ns, "--type=merge", "-p", `{"spec":{"enabled":true}}`)
+	waitForReplicas(t, ns, "paused-backup-example", 1)
+	waitForPhase(t, ns, "paused-backup-example", v1alpha.PhaseReady, "🌈 Ready")
+
+	kubectl(t, "", "patch", "backup", "paused-backup-example", "-n", ns, "--type=merge", "-p", `{"spec":{"enabled":false}}`)
+	waitForReplicas(t, ns, "paused-backup-example", 0)
+	kubectl(t, "", "patch", "backup", "paused-backup-example", "-n", ns, "--type=json", "-p", `[{"op":"remove","path":"/spec/enabled"}]`)
+	waitForReplicas(t, ns, "paused-backup-example", 1)
+	waitForPhase(t, ns, "paused-backup-example", v1alpha.PhaseReady, "🌈 Ready")
+
+	applyExample(t, ns, "paused-backup-stream-example")
+	waitForPhase(t, ns, "paused-backup-stream-example", v1alpha.PhasePaused, "💤 Paused")
+	waitForReplicas(t, ns, "paused-backup-stream-example", 0)
+
+	kubectl(t, `apiVersion: kannika.io/v1alpha
+kind: Backup
+metadata: {name: all-streams-off}
+spec:
+  source: my-kafka-cluster
+  sink: my-bucket
+  enabled: true
+  streams: [{topic: a, enabled: false}, {topic: b, enabled: false}]
+---
+apiVersion: kannika.io/v1alpha
+kind: Backup
+metadata: {name: no-streams}
+spec: {source: my-kafka-cluster, sink: my-bucket}
+`, "apply", "-n", ns, "-f", "-")
+	b := waitForPhase(t, ns, "all-streams-off", v1alpha.PhasePaused, "💤 Paused")
+	if c := findCondition(b, backup.ConditionStreaming); c == nil || !strings.Contains(c.Message, "every stream is disabled") {
+		t.Errorf("Streaming condition = %+v, want it to say every stream is disabled", c)
+	}
+	waitForReplicas(t, ns, "all-streams-off", 0)
+	waitForPhase(t, ns, "no-streams", v1alpha.PhaseDraft, "📝 Draft: add a topic to spec.streams to start backing up")
+	if _, err := env.Kube.AppsV1().Deployments(ns).Get(ctx(), "no-streams-backup", metav1.GetOptions{}); !isNotFound(err) {
+		t.Errorf("a Draft Backup has a Deployment (err %v)", err)
+	}
+}
+
+func findCondition(b *v1alpha.Backup, typ string) *metav1.Condition {
+	for i := range b.Status.Conditions {
+		if b.Status.Conditions[i].Type == typ {
+			return &b.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// TestFailedBackupsRecoverWhenTheCauseIsFixed: a missing EventHub, Storage,
+// Credentials or Secret key makes a Backup Failed with a message naming the
+// field and the fix; creating what is missing recovers it, with no edit to
+// the Backup.
+func TestFailedBackupsRecoverWhenTheCauseIsFixed(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	startController(t, ns, "armory:test")
+	applyExample(t, ns, "my-kafka-cluster", "my-storage")
+
+	backupYAML := func(name, extra string) string {
+		return fmt.Sprintf("apiVersion: kannika.io/v1alpha\nkind: Backup\nmetadata: {name: %s}\nspec:\n%s  streams: [{topic: magic.events}]\n", name, extra)
+	}
+	tests := []struct {
+		name    string
+		backup  string
+		message string
+		fix     string
+	}{
+		{"missing-eventhub", "  source: other-kafka\n  sink: my-storage\n",
+			fmt.Sprintf(`spec.source: EventHub "other-kafka" not found in namespace %q; create it or correct the name`, ns),
+			"apiVersion: kannika.io/v1alpha\nkind: EventHub\nmetadata: {name: other-kafka}\nspec: {kafka: {properties: {bootstrap.servers: \"kafka:9092\"}}}\n"},
+		{"missing-storage", "  source: my-kafka-cluster\n  sink: other-storage\n",
+			fmt.Sprintf(`spec.sink: Storage "other-storage" not found in namespace %q; create it or correct the name`, ns),
+			"apiVersion: kannika.io/v1alpha\nkind: Storage\nmetadata: {name: other-storage}\nspec: {gcsBucket: {bucket: other-bucket}}\n"},
+		{"missing-credentials", "  source: my-kafka-cluster\n  sink: my-storage\n  sourceCredentialsFrom: {credentialsRef: {name: kafka-plain}}\n",
+			fmt.Sprintf(`spec.sourceCredentialsFrom.credentialsRef.name: Credentials "kafka-plain" not found in namespace %q; create them or correct the name`, ns),
+			`apiVersion: v1
+kind: Secret
+metadata: {name: plain-user}
+stringData: {username: armory, password: s3cr3t-value}
+---
+apiVersion: kannika.io/v1alpha
+kind: Credentials
+metadata: {name: kafka-plain}
+spec:
+  sasl:
+    mechanism: PLAIN
+    usernameFrom: {secretKeyRef: {name: plain-user, key: username}}
+    passwordFrom: {secretKeyRef: {name: plain-user, key: password}}
+`},
+	}
+	// The Secret key case: Credentials exist, their Secret lacks a key.
+	kubectl(t, `apiVersion: v1
+kind: Secret
+metadata: {name: scram-user}
+stringData: {username: armory}
+---
+apiVersion: kannika.io/v1alpha
+kind: Credentials
+metadata: {name: kafka-scram}
+spec:
+  sasl:
+    mechanism: SCRAM-SHA-512
+    usernameFrom: {secretKeyRef: {name: scram-user, key: username}}
+    passwordFrom: {secretKeyRef: {name: scram-user, key: password}}
+`, "apply", "-n", ns, "-f", "-")
+	tests = append(tests, struct{ name, backup, message, fix string }{
+		"missing-secret-key", "  source: my-kafka-cluster\n  sink: my-storage\n  sourceCredentialsFrom: {credentialsRef: {name: kafka-scram}}\n",
+		`spec.sourceCredentialsFrom.credentialsRef.name: Credentials "kafka-scram": spec.sasl.passwordFrom.secretKeyRef: Secret "scram-user" has no key "password"; add the key or correct the reference`,
+		"apiVersion: v1\nkind: Secret\nmetadata: {name: scram-user}\nstringData: {username: armory, password: an0ther-s3cret}\n"})
+
+	for _, tc := range tests {
+		kubectl(t, backupYAML(tc.name, tc.backup), "apply", "-n", ns, "-f", "-")
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			failed := waitForPhase(t, ns, tc.name, v1alpha.PhaseFailed, "💥 Failed: "+tc.message)
+			assertGetShows(t, ns, "backups", tc.name, "💥 Failed: spec.")
+			if _, err := env.Kube.AppsV1().Deployments(ns).Get(ctx(), tc.name+"-backup", metav1.GetOptions{}); !isNotFound(err) {
+				t.Errorf("a Backup whose references are broken got a Deployment (err %v)", err)
+			}
+			kubectl(t, tc.fix, "apply", "-n", ns, "-f", "-")
+			recovered := waitForPhase(t, ns, tc.name, v1alpha.PhaseReady, "🌈 Ready")
+			if recovered.Generation != failed.Generation {
+				t.Errorf("the Backup was edited (generation %d → %d); it should recover by itself", failed.Generation, recovered.Generation)
+			}
+			waitForReplicas(t, ns, tc.name, 1)
+			// Events are recorded asynchronously: wait for both, then
+			// check that there are no more.
+			waitFor(t, 10*time.Second, "a Warning and a Normal/Ready event", func() (bool, string) {
+				events := eventsOf(t, ns, tc.name)
+				return len(events) >= 2, fmt.Sprint(events)
+			})
+			time.Sleep(time.Second)
+			events := eventsOf(t, ns, tc.name)
+			if count(events, "Normal/Ready") != 1 || len(events) != 2 || !slices.ContainsFunc(events, func(e string) bool { return strings.HasPrefix(e, "Warning/") }) {
+				t.Errorf("events = %v, want one Warning for the cause and one Normal/Ready", events)
+			}
+		})
+	}
+	// No secret value reached a status or an event.
+	out := kubectl(t, "", "get", "backups,events", "-n", ns, "-o", "yaml")
+	for _, secret := range []string{"s3cr3t-value", "an0ther-s3cret"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("a secret value appears in a Backup or an event")
+		}
+	}
+}
+
+// TestEditRollsTheWorkerAndARestartWritesNothing: editing a stream changes
+// the inputs hash (rolling the worker); a controller restart writes nothing
+// to an unchanged Deployment or status, and records no event.
+func TestEditRollsTheWorkerAndARestartWritesNothing(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	c := startController(t, ns, "armory:test")
+	applyExample(t, ns, "my-kafka-cluster", "my-storage", "backup-example")
+	waitForPhase(t, ns, "backup-example", v1alpha.PhaseReady, "🌈 Ready")
+	hash := func() string {
+		d, err := env.Kube.AppsV1().Deployments(ns).Get(ctx(), "backup-example-backup", metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		return d.Spec.Template.Annotations[backup.InputsHashAnnotation]
+	}
+	before := hash()
+	if before == "" {
+		t.Fatal("no inputs hash on the Deployment")
+	}
+	kubectl(t, "", "patch", "backup", "backup-example", "-n", ns, "--type=json",
+		"-p", `[{"op":"add","path":"/spec/streams/-","value":{"topic":"new.events"}}]`)
+	waitFor(t, 30*time.Second, "the Deployment's inputs hash to change", func() (bool, string) {
+		h := hash()
+		return h != before && h != "", h
+	})
+	waitForPhase(t, ns, "backup-example", v1alpha.PhaseReady, "🌈 Ready")
+
+	// Pausing scales, without rolling the pod template.
+	rolled := hash()
+	kubectl(t, "", "patch", "backup", "backup-example", "-n", ns, "--type=merge", "-p", `{"spec":{"enabled":false}}`)
+	waitForReplicas(t, ns, "backup-example", 0)
+	kubectl(t, "", "patch", "backup", "backup-example", "-n", ns, "--type=merge", "-p", `{"spec":{"enabled":true}}`)
+	waitForReplicas(t, ns, "backup-example", 1)
+	waitForPhase(t, ns, "backup-example", v1alpha.PhaseReady, "🌈 Ready")
+	if h := hash(); h != rolled {
+		t.Errorf("pausing and resuming changed the pod template (hash %s → %s)", rolled, h)
+	}
+
+	waitFor(t, 10*time.Second, "the Ready, Paused, Ready events", func() (bool, string) {
+		events := eventsOf(t, ns, "backup-example")
+		return len(events) == 3, fmt.Sprint(events)
+	})
+	c.stop()
+	versions := resourceVersions(t, ns)
+	eventsBefore := eventsOf(t, ns, "backup-example")
+	c2 := startController(t, ns, "armory:test")
+	// Let the restarted controller sync everything, and resync the Backup a
+	// few times (an annotation changes no spec and no status).
+	waitFor(t, 30*time.Second, "the restarted controller to sync the backups queue", func() (bool, string) {
+		_, m := get(c2.metricsAddr, "/metrics")
+		return strings.Contains(m, `armory_controller_sync_duration_seconds_count{queue="backups"}`), "no backup synced yet"
+	})
+	for i := range 3 {
+		kubectl(t, "", "annotate", "backup", "backup-example", "-n", ns, "--overwrite", fmt.Sprintf("test/resync=%d", i))
+		time.Sleep(500 * time.Millisecond)
+	}
+	after := resourceVersions(t, ns)
+	for name, rv := range versions {
+		if name == "Backup/backup-example" {
+			continue // annotated on purpose; its status is checked below
+		}
+		if after[name] != rv {
+			t.Errorf("%s was written after the restart (resourceVersion %s → %s)", name, rv, after[name])
+		}
+	}
+	b := backupOf(t, ns, "backup-example")
+	if b.Status.Phase != v1alpha.PhaseReady || findCondition(b, backup.ConditionStreaming).LastTransitionTime.IsZero() {
+		t.Errorf("status after restart = %s", b.Status.Phase)
+	}
+	if managed := statusWrites(b); managed != versions["status-time"] {
+		t.Errorf("the status was rewritten after the restart: managed fields time %s → %s", versions["status-time"], managed)
+	}
+	if eventsAfter := eventsOf(t, ns, "backup-example"); !slices.Equal(eventsBefore, eventsAfter) {
+		t.Errorf("events changed after a restart and resyncs: %v → %v", eventsBefore, eventsAfter)
+	}
+}
+
+// resourceVersions of everything the controller writes for backup-example.
+func resourceVersions(t *testing.T, ns string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	d, err := env.Kube.AppsV1().Deployments(ns).Get(ctx(), "backup-example-backup", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out["Deployment"] = d.ResourceVersion
+	sa, _ := env.Kube.CoreV1().ServiceAccounts(ns).Get(ctx(), "backup-example-backup", metav1.GetOptions{})
+	out["ServiceAccount"] = sa.ResourceVersion
+	role, _ := env.Kube.RbacV1().Roles(ns).Get(ctx(), "backup-example-backup", metav1.GetOptions{})
+	out["Role"] = role.ResourceVersion
+	rb, _ := env.Kube.RbacV1().RoleBindings(ns).Get(ctx(), "backup-example-backup", metav1.GetOptions{})
+	out["RoleBinding"] = rb.ResourceVersion
+	for _, n := range []string{"my-kafka-cluster"} {
+		eh, _ := env.Armory.KannikaV1alpha().EventHubs(ns).Get(ctx(), n, metav1.GetOptions{})
+		out["EventHub/"+n] = eh.ResourceVersion
+	}
+	s, _ := env.Armory.KannikaV1alpha().Storages(ns).Get(ctx(), "my-storage", metav1.GetOptions{})
+	out["Storage/my-storage"] = s.ResourceVersion
+	b := backupOf(t, ns, "backup-example")
+	out["Backup/backup-example"] = b.ResourceVersion
+	out["status-time"] = statusWrites(b)
+	return out
+}
+
+// statusWrites is when the controller last wrote the Backup's status.
+func statusWrites(b *v1alpha.Backup) string {
+	for _, m := range b.ManagedFields {
+		if m.Manager == backup.FieldManager && m.Subresource == "status" {
+			return m.Time.String()
+		}
+	}
+	return ""
+}
+
+// TestOnlyTheLeaderWrites runs two controllers with different worker images:
+// the image on the Deployment shows which one wrote it.
+func TestOnlyTheLeaderWrites(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	a := startController(t, ns, "armory:leader-a")
+	applyExample(t, ns, "my-kafka-cluster", "my-storage", "backup-example")
+	image := func() string {
+		d, err := env.Kube.AppsV1().Deployments(ns).Get(ctx(), "backup-example-backup", metav1.GetOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		return d.Spec.Template.Spec.Containers[0].Image
+	}
+	waitFor(t, 30*time.Second, "controller a to create the Deployment", func() (bool, string) { return image() == "armory:leader-a", image() })
+
+	b := startController(t, ns, "armory:standby-b") // ready: its caches are synced
+	waitFor(t, 10*time.Second, "controller b to wait for the Lease", func() (bool, string) {
+		return strings.Contains(b.log.String(), "Waiting for the leader Lease"), "b has not logged it"
+	})
+	// An edit while b stands by is handled by a alone.
+	kubectl(t, "", "patch", "backup", "backup-example", "-n", ns, "--type=merge", "-p", `{"spec":{"segmentRolloverTriggers":{"timeoutSeconds":30}}}`)
+	waitForPhase(t, ns, "backup-example", v1alpha.PhaseReady, "🌈 Ready")
+	time.Sleep(2 * time.Second)
+	if got := image(); got != "armory:leader-a" {
+		t.Fatalf("the standby wrote the Deployment: image %q", got)
+	}
+	if strings.Contains(b.log.String(), "Became the leader") {
+		t.Fatalf("both controllers lead at once")
+	}
+
+	a.stop() // releases the Lease after draining
+	waitFor(t, 30*time.Second, "controller b to take over and write", func() (bool, string) { return image() == "armory:standby-b", image() })
+	lease, err := env.Kube.CoordinationV1().Leases(ns).Get(ctx(), "armory-controller", metav1.GetOptions{})
+	if err != nil || lease.Spec.HolderIdentity == nil || !strings.Contains(b.log.String(), "Became the leader") {
+		t.Errorf("b took over but the Lease does not show it: %v %+v", err, lease)
+	}
+}
+
+// TestWorkerPermissionsAreLeastPrivilege acts as a Backup's worker
+// ServiceAccount: it reads its own Backup, its references and their Secret,
+// patches its status and holds its Lease, and nothing else.
+func TestWorkerPermissionsAreLeastPrivilege(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	startController(t, ns, "armory:test")
+	kubectl(t, `apiVersion: v1
+kind: Secret
+metadata: {name: kafka-user}
+stringData: {username: armory, password: pw}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: someone-else}
+stringData: {token: other}
+---
+apiVersion: kannika.io/v1alpha
+kind: Credentials
+metadata: {name: kafka-sasl}
+spec:
+  sasl:
+    mechanism: SCRAM-SHA-512
+    usernameFrom: {secretKeyRef: {name: kafka-user, key: username}}
+    passwordFrom: {secretKeyRef: {name: kafka-user, key: password}}
+`, "apply", "-n", ns, "-f", "-")
+	applyExample(t, ns, "my-kafka-cluster", "my-storage", "backup-example", "paused-backup-example")
+	kubectl(t, "", "patch", "backup", "backup-example", "-n", ns, "--type=merge", "-p",
+		`{"spec":{"sourceCredentialsFrom":{"credentialsRef":{"name":"kafka-sasl"}}}}`)
+	waitForPhase(t, ns, "backup-example", v1alpha.PhaseReady, "🌈 Ready")
+
+	as := "system:serviceaccount:" + ns + ":backup-example-backup"
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"get", "backups.kannika.io/backup-example"}, "yes"},
+		{[]string{"patch", "backups.kannika.io/backup-example", "--subresource=status"}, "yes"},
+		{[]string{"get", "eventhubs.kannika.io/my-kafka-cluster"}, "yes"},
+		{[]string{"get", "storages.kannika.io/my-storage"}, "yes"},
+		{[]string{"get", "credentials.kannika.io/kafka-sasl"}, "yes"},
+		{[]string{"get", "secrets/kafka-user"}, "yes"},
+		{[]string{"create", "leases.coordination.k8s.io"}, "yes"},
+		{[]string{"update", "leases.coordination.k8s.io/backup-example-backup"}, "yes"},
+		{[]string{"get", "backups.kannika.io/paused-backup-example"}, "no"},
+		{[]string{"patch", "backups.kannika.io/backup-example"}, "no"},
+		{[]string{"get", "secrets/someone-else"}, "no"},
+		{[]string{"list", "secrets"}, "no"},
+		{[]string{"update", "leases.coordination.k8s.io/armory-controller"}, "no"},
+		{[]string{"create", "deployments.apps"}, "no"},
+		{[]string{"delete", "backups.kannika.io/backup-example"}, "no"},
+	}
+	for _, tc := range tests {
+		out, _, _ := env.Kubectl(t, "", append([]string{"auth", "can-i", "-n", ns, "--as", as}, tc.args...)...)
+		if got := strings.TrimSpace(out); got != tc.want {
+			t.Errorf("worker can-i %s = %q, want %q", strings.Join(tc.args, " "), got, tc.want)
+		}
+	}
+}
+
+// TestVolumeStorageGetsAClaimMountedIntoItsWorkers covers the my-volume example.
+func TestVolumeStorageGetsAClaimMountedIntoItsWorkers(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	startController(t, ns, "armory:test")
+	applyExample(t, ns, "my-kafka-cluster", "my-volume")
+	kubectl(t, "apiVersion: kannika.io/v1alpha\nkind: Backup\nmetadata: {name: to-volume}\nspec: {source: my-kafka-cluster, sink: my-volume, streams: [{topic: a}]}\n",
+		"apply", "-n", ns, "-f", "-")
+	var pvc *corev1.PersistentVolumeClaim
+	waitFor(t, 30*time.Second, "the Storage's PersistentVolumeClaim", func() (bool, string) {
+		var err error
+		pvc, err = env.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx(), "my-volume-storage", metav1.GetOptions{})
+		return err == nil, fmt.Sprint(err)
+	})
+	if q := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; q.String() != "10Gi" || *pvc.Spec.StorageClassName != "standard" {
+		t.Errorf("claim = %s of class %v, want 10Gi of standard", q.String(), pvc.Spec.StorageClassName)
+	}
+	waitFor(t, 30*time.Second, "Storage my-volume Ready", func() (bool, string) {
+		s, _ := env.Armory.KannikaV1alpha().Storages(ns).Get(ctx(), "my-volume", metav1.GetOptions{})
+		return s.Status.Phase == v1alpha.PhaseReady && s.Status.Location == "pvc/my-volume-storage", s.Status.Message + " " + s.Status.Location
+	})
+	waitForReplicas(t, ns, "to-volume", 1)
+	d, _ := env.Kube.AppsV1().Deployments(ns).Get(ctx(), "to-volume-backup", metav1.GetOptions{})
+	mounted := false
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		mounted = mounted || (v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == "my-volume-storage")
+	}
+	if !mounted {
+		t.Errorf("the worker does not mount the Storage's claim: %+v", d.Spec.Template.Spec.Volumes)
+	}
+
+	// Deleting the Storage leaves the claim (and the data) in place.
+	if err := env.Armory.KannikaV1alpha().Storages(ns).Delete(ctx(), "my-volume", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := env.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx(), "my-volume-storage", metav1.GetOptions{}); err != nil || len(got.OwnerReferences) != 0 {
+		t.Errorf("the claim is gone or owned after deleting the Storage: %v", err)
+	}
+}
+
+func TestEventHubAndRestoreStatus(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	startController(t, ns, "armory:test")
+	kubectl(t, `apiVersion: kannika.io/v1alpha
+kind: EventHub
+metadata: {name: odd-kafka}
+spec:
+  kafka:
+    properties: {bootstrap.servers: "kafka:9092", auto.offset.reset: earliest}
+`, "apply", "-n", ns, "-f", "-")
+	applyExample(t, ns, "my-kafka-cluster", "my-storage", "restore-example")
+	waitFor(t, 30*time.Second, "EventHub odd-kafka Failed", func() (bool, string) {
+		eh, _ := env.Armory.KannikaV1alpha().EventHubs(ns).Get(ctx(), "odd-kafka", metav1.GetOptions{})
+		return eh.Status.Phase == v1alpha.PhaseFailed &&
+			strings.HasPrefix(eh.Status.Message, `💥 Failed: spec.kafka.properties[auto.offset.reset]: Unsupported value: "auto.offset.reset"`), eh.Status.Message
+	})
+	waitFor(t, 30*time.Second, "restore-example to say restores are not built", func() (bool, string) {
+		r, _ := env.Armory.KannikaV1alpha().Restores(ns).Get(ctx(), "restore-example", metav1.GetOptions{})
+		return r.Status.Phase == v1alpha.PhaseFailed && strings.Contains(r.Status.Message, "cannot run restores yet"), r.Status.Message
+	})
+	kubectl(t, "", "patch", "restore", "restore-example", "-n", ns, "--type=merge", "-p", `{"spec":{"enabled":false}}`)
+	waitFor(t, 30*time.Second, "restore-example Ready once disabled", func() (bool, string) {
+		r, _ := env.Armory.KannikaV1alpha().Restores(ns).Get(ctx(), "restore-example", metav1.GetOptions{})
+		return r.Status.Phase == v1alpha.PhaseReady, r.Status.Message
+	})
+	assertGetShows(t, ns, "restores", "restore-example", "🌈 Ready")
+}
+
+// TestDeployDryRun validates the install manifests against the real API server.
+func TestDeployDryRun(t *testing.T) {
+	t.Parallel()
+	// A server-side dry run cannot place namespaced objects in a namespace
+	// it only pretends to create: create that namespace for real first.
+	kubectl(t, "", "create", "namespace", "armory-system")
+	out := kubectl(t, "", "apply", "--dry-run=server", "-k", testenvDeployDir())
+	for _, want := range []string{"deployment.apps/armory-controller", "clusterrole.rbac.authorization.k8s.io/armory-controller",
+		"customresourcedefinition.apiextensions.k8s.io/backups.kannika.io", "namespace/armory-system"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kubectl apply --dry-run=server -k deploy/ did not apply %s:\n%s", want, out)
+		}
+	}
+}
+
+func testenvDeployDir() string { return filepath.Join(testenv.RepoRoot(), "deploy") }
