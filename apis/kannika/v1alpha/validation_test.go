@@ -89,6 +89,10 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
   sink: my-storage
   segmentRolloverTriggers: {timeoutSeconds: -5}
   streams: [{topic: a}]`), []string{"spec.segmentRolloverTriggers.timeoutSeconds: Invalid value: -5", "greater than or equal to 1"}},
+		{"backup name of 64 characters", strings.Replace(backup("", `
+  source: my-kafka
+  sink: my-storage
+  streams: [{topic: a}]`), "NAME", strings.Repeat("b", 64), 1), []string{"metadata.name must be at most 63 characters"}},
 		{"storage with gcsBucket and volume", `
 apiVersion: kannika.io/v1alpha
 kind: Storage

@@ -70,9 +70,9 @@ func TestComputeStatusRules(t *testing.T) {
 			mutate: func(b *v1alpha.Backup) {
 				b.Status.Streams = []v1alpha.BackupStreamStatus{failedStream("magic.events"), failedStream("pixie.dust")}
 			},
-			obs:   Observed{LeaseHeld: true, WorkerHolder: "pod"},
-			phase: v1alpha.PhaseFailed,
-			message: `💥 Failed: no stream can run: stream "magic.events": topic was deleted and recreated (and 1 more: see kubectl describe)`,
+			obs:       Observed{LeaseHeld: true, WorkerHolder: "pod"},
+			phase:     v1alpha.PhaseFailed,
+			message:   `💥 Failed: no stream can run: stream "magic.events": topic was deleted and recreated (and 1 more: see kubectl describe)`,
 			streaming: metav1.ConditionFalse, streamReason: ReasonStreamFailed, refsResolved: metav1.ConditionTrue, streamsHealth: metav1.ConditionFalse},
 		{name: "one failed stream of two keeps Streaming and says so",
 			mutate: func(b *v1alpha.Backup) {

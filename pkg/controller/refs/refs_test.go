@@ -25,7 +25,9 @@ func indexer(objs ...runtime.Object) cache.Indexer {
 	return i
 }
 
-func objMeta(name string) metav1.ObjectMeta { return metav1.ObjectMeta{Name: name, Namespace: "team-a"} }
+func objMeta(name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: name, Namespace: "team-a"}
+}
 
 func secretRef(name, key string) v1alpha.SecretValueSource {
 	return v1alpha.SecretValueSource{SecretKeyRef: v1alpha.SecretKeySelector{Name: name, Key: key}}
