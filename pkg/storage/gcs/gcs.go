@@ -1,0 +1,152 @@
+// Package gcs stores objects in a Google Cloud Storage bucket, under an
+// optional prefix, through cloud.google.com/go/storage.
+package gcs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	gcstorage "cloud.google.com/go/storage"
+	"google.golang.org/api/googleapi"
+	"google.golang.org/api/iterator"
+	"google.golang.org/api/option"
+
+	"github.com/kannika/armory/pkg/storage"
+)
+
+// Config says which bucket and how to reach it.
+type Config struct {
+	Bucket string
+	// Prefix puts every object under this path ("prod" → prod/<name>).
+	Prefix string
+	// Endpoint is a GCS-compatible endpoint, e.g. an emulator; empty means
+	// Google's (or $STORAGE_EMULATOR_HOST when set).
+	Endpoint string
+	// ServiceAccountJSON is a service-account key; nil means the ambient
+	// credentials (GKE Workload Identity), or none with an Endpoint.
+	ServiceAccountJSON []byte
+}
+
+// Bucket is a GCS bucket.
+type Bucket struct {
+	client *gcstorage.Client
+	bucket *gcstorage.BucketHandle
+	cfg    Config
+	prefix string // "" or "prefix/"
+}
+
+var _ storage.Bucket = (*Bucket)(nil)
+
+// New connects to the bucket. It makes no request.
+func New(ctx context.Context, cfg Config) (*Bucket, error) {
+	// JSON reads: the XML API has no emulator support and gains nothing here.
+	opts := []option.ClientOption{gcstorage.WithJSONReads()}
+	switch {
+	case cfg.ServiceAccountJSON != nil:
+		opts = append(opts, option.WithAuthCredentialsJSON(option.ServiceAccount, cfg.ServiceAccountJSON))
+	case cfg.Endpoint != "":
+		opts = append(opts, option.WithoutAuthentication())
+	}
+	if cfg.Endpoint != "" {
+		endpoint, err := apiEndpoint(cfg.Endpoint)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, option.WithEndpoint(endpoint))
+	}
+	client, err := gcstorage.NewClient(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("create GCS client: %w", err)
+	}
+	b := &Bucket{client: client, bucket: client.Bucket(cfg.Bucket), cfg: cfg}
+	if p := strings.Trim(cfg.Prefix, "/"); p != "" {
+		b.prefix = p + "/"
+	}
+	return b, nil
+}
+
+// apiEndpoint turns "http://host:port" into the JSON API's base URL.
+func apiEndpoint(endpoint string) (string, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("gcsBucket.endpoint %q is not a URL such as http://fake-gcs:4443", endpoint)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/storage/v1/"
+	}
+	return u.String(), nil
+}
+
+// Location is gs://bucket/prefix.
+func (b *Bucket) Location() string { return "gs://" + b.cfg.Bucket + "/" + strings.TrimSuffix(b.prefix, "/") }
+
+// Close closes the client.
+func (b *Bucket) Close() error { return b.client.Close() }
+
+// Create uploads with a DoesNotExist precondition: GCS refuses the write
+// (412) if the name exists, which fences a stale writer.
+func (b *Bucket) Create(ctx context.Context, name string, data io.Reader, metadata map[string]string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // an abandoned upload is cancelled, never committed
+	w := b.bucket.Object(b.prefix + name).If(gcstorage.Conditions{DoesNotExist: true}).NewWriter(ctx)
+	w.Metadata = metadata
+	w.ContentType = "application/octet-stream"
+	if _, err := io.Copy(w, data); err != nil {
+		_ = w.CloseWithError(err)
+		return fmt.Errorf("upload %s: %w", name, err)
+	}
+	if err := w.Close(); err != nil {
+		var apiErr *googleapi.Error
+		if errors.As(err, &apiErr) && apiErr.Code == http.StatusPreconditionFailed {
+			return fmt.Errorf("%s: %w", name, storage.ErrExists)
+		}
+		return fmt.Errorf("upload %s: %w", name, err)
+	}
+	return nil
+}
+
+// Open reads an object.
+func (b *Bucket) Open(ctx context.Context, name string) (io.ReadCloser, error) {
+	r, err := b.bucket.Object(b.prefix + name).NewReader(ctx)
+	if errors.Is(err, gcstorage.ErrObjectNotExist) {
+		return nil, fmt.Errorf("%s: %w", name, storage.ErrNotExist)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	return r, nil
+}
+
+// Attributes returns an object's size and metadata.
+func (b *Bucket) Attributes(ctx context.Context, name string) (storage.ObjectAttrs, error) {
+	attrs, err := b.bucket.Object(b.prefix + name).Attrs(ctx)
+	if errors.Is(err, gcstorage.ErrObjectNotExist) {
+		return storage.ObjectAttrs{}, fmt.Errorf("%s: %w", name, storage.ErrNotExist)
+	}
+	if err != nil {
+		return storage.ObjectAttrs{}, fmt.Errorf("attributes of %s: %w", name, err)
+	}
+	return storage.ObjectAttrs{Name: name, Size: attrs.Size, Metadata: attrs.Metadata}, nil
+}
+
+// List lists objects under prefix, in name order, with their metadata.
+func (b *Bucket) List(ctx context.Context, prefix string, fn func(storage.ObjectAttrs) error) error {
+	it := b.bucket.Objects(ctx, &gcstorage.Query{Prefix: b.prefix + prefix})
+	for {
+		attrs, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("list %s: %w", prefix, err)
+		}
+		if err := fn(storage.ObjectAttrs{Name: strings.TrimPrefix(attrs.Name, b.prefix), Size: attrs.Size, Metadata: attrs.Metadata}); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,44 @@
+// Package storage is where backed-up objects live: a small Bucket interface,
+// implemented by a GCS bucket (storage/gcs) and a volume directory
+// (storage/volume), both held to one acceptance test (storage/storagetest).
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// Errors every Bucket returns, for errors.Is.
+var (
+	// ErrExists: Create found the object already there. Another writer got
+	// there first; the object is never overwritten.
+	ErrExists = errors.New("object already exists")
+	// ErrNotExist: the object does not exist.
+	ErrNotExist = errors.New("object does not exist")
+)
+
+// ObjectAttrs describe a stored object.
+type ObjectAttrs struct {
+	Name     string
+	Size     int64
+	Metadata map[string]string
+}
+
+// Bucket holds immutable objects named by slash-separated paths.
+type Bucket interface {
+	// Create writes an object that must not exist yet, with its metadata,
+	// atomically: readers see all of it or nothing. It returns ErrExists if
+	// the name is taken. The object is stored only when Create returns nil.
+	Create(ctx context.Context, name string, data io.Reader, metadata map[string]string) error
+	// Open reads an object.
+	Open(ctx context.Context, name string) (io.ReadCloser, error)
+	// Attributes returns an object's size and metadata.
+	Attributes(ctx context.Context, name string) (ObjectAttrs, error)
+	// List calls fn for each object whose name starts with prefix, in name
+	// order, with its metadata. An error from fn stops the listing.
+	List(ctx context.Context, prefix string, fn func(ObjectAttrs) error) error
+	// Location describes the bucket for people: gs://bucket/prefix or a path.
+	Location() string
+	Close() error
+}

@@ -1,0 +1,252 @@
+// Package volume stores objects as files under a directory, such as a
+// mounted PersistentVolumeClaim.
+//
+// An object is written to a temporary file, synced, then linked to its name:
+// link(2) fails if the name exists, so creation is atomic and never
+// overwrites. Metadata travel inside the file, ahead of the data, so an
+// object and its metadata appear together.
+package volume
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/kannika/armory/pkg/storage"
+)
+
+// fileMagic starts every object file; a uvarint length and the metadata as
+// JSON follow, then the object's bytes.
+const fileMagic = "ARMOBJ1\n"
+
+// tmpPrefix marks files being written; List skips them.
+const tmpPrefix = ".tmp-"
+
+// Bucket is a directory of objects.
+type Bucket struct {
+	root string
+}
+
+var _ storage.Bucket = (*Bucket)(nil)
+
+// New opens (creating if needed) the directory root.
+func New(root string) (*Bucket, error) {
+	if err := os.MkdirAll(root, 0o750); err != nil {
+		return nil, fmt.Errorf("create storage directory: %w", err)
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	return &Bucket{root: abs}, nil
+}
+
+// Location is the directory.
+func (b *Bucket) Location() string { return b.root }
+
+// Close does nothing: files need no connection.
+func (b *Bucket) Close() error { return nil }
+
+func (b *Bucket) path(name string) (string, error) {
+	clean := path.Clean(name)
+	if name == "" || clean != name || strings.HasPrefix(name, "/") || strings.HasPrefix(name, "../") || name == ".." ||
+		strings.HasPrefix(path.Base(name), tmpPrefix) {
+		return "", fmt.Errorf("invalid object name %q", name)
+	}
+	return filepath.Join(b.root, filepath.FromSlash(name)), nil
+}
+
+// Create writes the object through a temporary file and links it into place.
+func (b *Bucket) Create(ctx context.Context, name string, data io.Reader, metadata map[string]string) (err error) {
+	final, err := b.path(name)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(final)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, tmpPrefix+"*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = tmp.Close()
+		_ = os.Remove(tmp.Name())
+	}()
+	meta, err := json.Marshal(metadata)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(tmp, 1<<20)
+	header := binary.AppendUvarint([]byte(fileMagic), uint64(len(meta)))
+	if _, err := w.Write(append(header, meta...)); err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, contextReader{ctx, data}); err != nil {
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := os.Link(tmp.Name(), final); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%s: %w", name, storage.ErrExists)
+		}
+		return err
+	}
+	return syncDir(dir)
+}
+
+// syncDir makes the new directory entry durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+type contextReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c contextReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// object is an open object file positioned after its metadata.
+type object struct {
+	*bufio.Reader
+	f    *os.File
+	size int64
+	meta map[string]string
+}
+
+func (o *object) Close() error { return o.f.Close() }
+
+func (b *Bucket) open(name string) (*object, error) {
+	p, err := b.path(name)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", name, storage.ErrNotExist)
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil || st.IsDir() {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", name, storage.ErrNotExist)
+	}
+	r := bufio.NewReaderSize(f, 64<<10)
+	magic := make([]byte, len(fileMagic))
+	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != fileMagic {
+		f.Close()
+		return nil, fmt.Errorf("%s is not an Armory object file", p)
+	}
+	n, err := binary.ReadUvarint(r)
+	if err != nil || n > 1<<20 {
+		f.Close()
+		return nil, fmt.Errorf("%s has a damaged metadata header", p)
+	}
+	meta := make([]byte, n)
+	if _, err := io.ReadFull(r, meta); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s has a damaged metadata header", p)
+	}
+	o := &object{Reader: r, f: f}
+	if err := json.Unmarshal(meta, &o.meta); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s has damaged metadata: %w", p, err)
+	}
+	headerLen := int64(len(fileMagic)) + int64(binary.PutUvarint(make([]byte, binary.MaxVarintLen64), n)) + int64(n)
+	o.size = st.Size() - headerLen
+	return o, nil
+}
+
+// Open reads an object's bytes.
+func (b *Bucket) Open(_ context.Context, name string) (io.ReadCloser, error) {
+	return b.open(name)
+}
+
+// Attributes reads an object's metadata header.
+func (b *Bucket) Attributes(_ context.Context, name string) (storage.ObjectAttrs, error) {
+	o, err := b.open(name)
+	if err != nil {
+		return storage.ObjectAttrs{}, err
+	}
+	defer o.Close()
+	return storage.ObjectAttrs{Name: name, Size: o.size, Metadata: o.meta}, nil
+}
+
+// List walks the directories the prefix can match, in name order.
+func (b *Bucket) List(ctx context.Context, prefix string, fn func(storage.ObjectAttrs) error) error {
+	// Only the directory holding the prefix's last path element can match.
+	start := b.root
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		start = filepath.Join(b.root, filepath.FromSlash(prefix[:i]))
+	}
+	var names []string
+	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(b.root, p)
+		name := filepath.ToSlash(rel)
+		if d.IsDir() {
+			if p != start && !strings.HasPrefix(name+"/", prefix) && !strings.HasPrefix(prefix, name+"/") {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if strings.HasPrefix(name, prefix) && !strings.HasPrefix(d.Name(), tmpPrefix) {
+			names = append(names, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		attrs, err := b.Attributes(ctx, name)
+		if errors.Is(err, storage.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(attrs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
