@@ -73,7 +73,6 @@ func TestWorkerNeedsExactlyOneResource(t *testing.T) {
 func TestUnbuiltPartsSayTheyAreNotBuilt(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
-		{"worker", "--backup=backup-example"},
 		{"worker", "--restore=restore-example"},
 	} {
 		_, stderr, code := run(t, args...)

@@ -1,11 +1,23 @@
 package cmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+
+	"github.com/kannika/armory/generated/clientset/versioned"
+	"github.com/kannika/armory/pkg/endpoints"
+	"github.com/kannika/armory/pkg/worker"
 )
 
 // workerOptions are the settings of `armory worker`.
@@ -13,6 +25,10 @@ type workerOptions struct {
 	cluster            clusterFlags
 	backup             string
 	restore            string
+	storagePath        string
+	lease              worker.LeaseTimings
+	statusInterval     time.Duration
+	recheckInterval    time.Duration
 	metricsAddress     string
 	healthProbeAddress string
 }
@@ -33,25 +49,37 @@ Run it from a laptop against a kubeconfig to debug one Backup:
 
   armory worker --kubeconfig ~/.kube/config --namespace team-a --backup my-backup
 
-While another worker holds the Lease, it waits and logs who holds it.`,
+While another worker holds the Lease, it waits and logs who holds it. On
+SIGTERM it uploads its open segments, then releases the Lease and exits.`,
 		Example: `  armory worker --backup=backup-example
-  armory worker --restore=restore-example --namespace=team-a -v=2`,
+  armory worker --backup=backup-example --namespace=team-a -v=2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.validate(); err != nil {
 				return err
 			}
-			mode := "--backup"
 			if o.restore != "" {
-				mode = "--restore"
+				return fmt.Errorf("armory worker --restore: %w", errNotImplemented)
 			}
-			return fmt.Errorf("armory worker %s: %w", mode, errNotImplemented)
+			return o.runBackup(cmd.Context())
 		},
 	}
-	o.cluster.addFlags(cmd, "Namespace of the Backup or Restore. Default: the pod's namespace, else the kubeconfig context's.")
+	o.cluster.addFlags(cmd, "Namespace of the Backup or Restore. Default: $POD_NAMESPACE, else the kubeconfig context's.")
 	f := cmd.Flags()
 	f.StringVar(&o.backup, "backup", "", "Name of the Backup to run.")
 	f.StringVar(&o.restore, "restore", "", "Name of the Restore to run.")
+	f.StringVar(&o.storagePath, "storage-path", worker.DefaultStoragePath,
+		"Where a volume Storage is mounted (set it to a local folder to debug a volume Backup from a laptop).")
+	f.DurationVar(&o.lease.Duration, "lease-duration", worker.DefaultLeaseTimings.Duration,
+		"How long after the holder's last renewal another worker may take the Lease.")
+	f.DurationVar(&o.lease.RenewDeadline, "lease-renew-deadline", worker.DefaultLeaseTimings.RenewDeadline,
+		"How long the holder tries to renew before it stops writing.")
+	f.DurationVar(&o.lease.RetryPeriod, "lease-retry-period", worker.DefaultLeaseTimings.RetryPeriod,
+		"How often to try to take or renew the Lease.")
+	f.DurationVar(&o.statusInterval, "status-interval", 10*time.Second,
+		"How often progress is written to the resource's status, when it changed.")
+	f.DurationVar(&o.recheckInterval, "recheck-interval", 30*time.Second,
+		"How often to look for new partitions and to check a failed stream again.")
 	f.StringVar(&o.metricsAddress, "metrics-bind-address", ":8080",
 		"Address of the Prometheus /metrics endpoint; \"0\" turns it off.")
 	f.StringVar(&o.healthProbeAddress, "health-probe-bind-address", ":8081",
@@ -76,4 +104,58 @@ func (o *workerOptions) validate() error {
 		return fmt.Errorf("%s=%q is not a valid resource name: %s", flagName, name, errs[0])
 	}
 	return nil
+}
+
+func (o *workerOptions) runBackup(ctx context.Context) error {
+	cfg, err := o.cluster.restConfig()
+	if err != nil {
+		return err
+	}
+	cfg.UserAgent = "armory-worker"
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	armory, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	ns := o.cluster.namespace
+	if ns == "" {
+		ns = os.Getenv("POD_NAMESPACE")
+	}
+	if ns == "" {
+		if ns, _, err = o.cluster.clientConfig().Namespace(); err != nil {
+			return fmt.Errorf("find the Backup's namespace: %w (pass --namespace)", err)
+		}
+	}
+	identity := os.Getenv("POD_NAME")
+	if identity == "" {
+		hostname, _ := os.Hostname()
+		identity = hostname + "_" + string(uuid.NewUUID())[:8]
+	}
+
+	reg := endpoints.NewRegistry()
+	var ready atomic.Bool
+	waitEndpoints, err := endpoints.Serve(ctx, endpoints.Config{
+		MetricsAddress: o.metricsAddress,
+		HealthAddress:  o.healthProbeAddress,
+		Gatherer:       reg,
+		Readyz: map[string]endpoints.Check{"lease": func(*http.Request) error {
+			if !ready.Load() {
+				return errors.New("not holding the Backup's Lease")
+			}
+			return nil
+		}},
+	})
+	if err != nil {
+		return err
+	}
+	klog.FromContext(ctx).Info("Starting Backup worker", "backup", klog.KRef(ns, o.backup), "identity", identity)
+	runErr := worker.RunBackup(ctx, worker.BackupOptions{
+		Kube: kube, Armory: armory, Namespace: ns, Name: o.backup, Identity: identity,
+		StoragePath: o.storagePath, Lease: o.lease, StatusInterval: o.statusInterval, Recheck: o.recheckInterval,
+		Registry: reg, Ready: ready.Store,
+	})
+	return errors.Join(runErr, waitEndpoints())
 }

@@ -1,0 +1,131 @@
+package kafka
+
+import (
+	"crypto/tls"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// Auth is how to authenticate to Kafka, built from Credentials and their
+// Secrets by pkg/credentials. Its fields hold secret values: never log it.
+type Auth struct {
+	SASL *SASL
+	// TLS turns TLS on, with client certificates for mTLS.
+	TLS *tls.Config
+}
+
+// SASL is a SASL mechanism and login.
+type SASL struct {
+	Mechanism string // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+	User      string
+	Password  string
+}
+
+// Settings are what a worker needs to reach a Kafka cluster.
+type Settings struct {
+	Brokers []string
+	Config  *sarama.Config
+}
+
+// Version is the Kafka protocol version Armory speaks: 2.8 adds topic ids to
+// metadata, which tell a recreated topic from the one backed up.
+var Version = sarama.V2_8_0_0
+
+// NewSettings turns an EventHub's properties and the referenced Credentials
+// into a sarama configuration. The properties were validated by
+// ValidateProperties; a value that fails here is reported all the same.
+func NewSettings(props map[string]string, auth Auth) (Settings, error) {
+	if errs := ValidateProperties(nil, props); len(errs) > 0 {
+		return Settings{}, errs.ToAggregate()
+	}
+	cfg := sarama.NewConfig()
+	cfg.Version = Version
+	cfg.ClientID = "armory"
+	// Backups never see records of aborted transactions.
+	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
+	cfg.Consumer.Return.Errors = true
+	cfg.Consumer.Offsets.AutoCommit.Enable = false
+	cfg.Metadata.RefreshFrequency = 30 * time.Second
+	// A backup never creates the topics it reads.
+	cfg.Metadata.AllowAutoTopicCreation = false
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg.Producer.Return.Successes = true
+
+	ms := func(name string) time.Duration {
+		n, _ := strconv.ParseInt(props[name], 10, 64)
+		return time.Duration(n) * time.Millisecond
+	}
+	num := func(name string) int32 {
+		n, _ := strconv.ParseInt(props[name], 10, 32)
+		return int32(n)
+	}
+	for name, v := range props {
+		switch name {
+		case "client.id":
+			cfg.ClientID = v
+		case "request.timeout.ms":
+			cfg.Net.ReadTimeout, cfg.Net.WriteTimeout = ms(name), ms(name)
+		case "socket.connection.setup.timeout.ms":
+			cfg.Net.DialTimeout = ms(name)
+		case "metadata.max.age.ms":
+			cfg.Metadata.RefreshFrequency = ms(name)
+		case "retry.backoff.ms":
+			cfg.Metadata.Retry.Backoff, cfg.Consumer.Retry.Backoff, cfg.Producer.Retry.Backoff = ms(name), ms(name), ms(name)
+		case "fetch.min.bytes":
+			cfg.Consumer.Fetch.Min = num(name)
+		case "fetch.max.wait.ms":
+			cfg.Consumer.MaxWaitTime = ms(name)
+		case "max.partition.fetch.bytes":
+			cfg.Consumer.Fetch.Default = num(name)
+		case "acks":
+			cfg.Producer.RequiredAcks = map[string]sarama.RequiredAcks{"all": sarama.WaitForAll, "-1": sarama.WaitForAll, "0": sarama.NoResponse, "1": sarama.WaitForLocal}[v]
+		case "compression.type", "compression.codec":
+			cfg.Producer.Compression = map[string]sarama.CompressionCodec{"none": sarama.CompressionNone, "gzip": sarama.CompressionGZIP,
+				"snappy": sarama.CompressionSnappy, "lz4": sarama.CompressionLZ4, "zstd": sarama.CompressionZSTD}[v]
+		case "batch.size":
+			cfg.Producer.Flush.Bytes = int(num(name))
+		case "linger.ms":
+			cfg.Producer.Flush.Frequency = ms(name)
+		case "max.request.size":
+			cfg.Producer.MaxMessageBytes = int(num(name))
+		}
+	}
+
+	protocol := props["security.protocol"]
+	if auth.SASL != nil {
+		cfg.Net.SASL.Enable = true
+		cfg.Net.SASL.Handshake = true
+		cfg.Net.SASL.User, cfg.Net.SASL.Password = auth.SASL.User, auth.SASL.Password
+		switch auth.SASL.Mechanism {
+		case "PLAIN":
+			cfg.Net.SASL.Mechanism = sarama.SASLTypePlaintext
+		case "SCRAM-SHA-256":
+			cfg.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA256
+			cfg.Net.SASL.SCRAMClientGeneratorFunc = scramClient(sha256Gen)
+		case "SCRAM-SHA-512":
+			cfg.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA512
+			cfg.Net.SASL.SCRAMClientGeneratorFunc = scramClient(sha512Gen)
+		default:
+			return Settings{}, fmt.Errorf("unsupported SASL mechanism %q", auth.SASL.Mechanism)
+		}
+	}
+	if auth.TLS != nil || protocol == "SSL" || protocol == "SASL_SSL" {
+		cfg.Net.TLS.Enable = true
+		cfg.Net.TLS.Config = auth.TLS
+		if cfg.Net.TLS.Config == nil {
+			cfg.Net.TLS.Config = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return Settings{}, fmt.Errorf("kafka client settings: %w", err)
+	}
+	var brokers []string
+	for _, b := range strings.Split(props["bootstrap.servers"], ",") {
+		brokers = append(brokers, strings.TrimSpace(b))
+	}
+	return Settings{Brokers: brokers, Config: cfg}, nil
+}

@@ -1,0 +1,362 @@
+// Package worker runs one Backup: it takes the Backup's Lease, then backs up
+// every enabled stream into the Backup's Storage, following the Backup as it
+// changes, and reports progress in its status.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/kannika/armory/apis/kannika/v1alpha"
+	"github.com/kannika/armory/generated/clientset/versioned"
+	"github.com/kannika/armory/pkg/credentials"
+	"github.com/kannika/armory/pkg/kafka"
+	"github.com/kannika/armory/pkg/segment"
+	"github.com/kannika/armory/pkg/storage"
+	"github.com/kannika/armory/pkg/storage/gcs"
+	"github.com/kannika/armory/pkg/storage/volume"
+	"github.com/kannika/armory/pkg/workerlease"
+)
+
+// DefaultStoragePath is where the controller mounts a volume Storage.
+const DefaultStoragePath = "/var/lib/armory/storage"
+
+// Segment rollover defaults, when a Backup sets none.
+const (
+	DefaultRolloverSize    = 16 << 20 // 16 MiB of uncompressed record bytes
+	DefaultRolloverTimeout = 60 * time.Second
+)
+
+// BackupOptions configure a Backup worker.
+type BackupOptions struct {
+	Kube      kubernetes.Interface
+	Armory    versioned.Interface
+	Namespace string
+	Name      string
+	// Identity names this worker in the Lease: the pod's name.
+	Identity string
+	// StoragePath is where a volume Storage is mounted.
+	StoragePath string
+	Lease       LeaseTimings
+	// StatusInterval is how often progress is written to the status.
+	StatusInterval time.Duration
+	// Recheck is how often new partitions are looked for and failed
+	// streams checked again.
+	Recheck  time.Duration
+	Registry prometheus.Registerer
+	// Ready is told when the worker starts and stops backing up.
+	Ready func(bool)
+}
+
+// RunBackup runs the Backup until ctx ends (SIGTERM: open segments are
+// uploaded first) or its Lease is lost (writing stops at once).
+func RunBackup(ctx context.Context, o BackupOptions) error {
+	m := newMetrics(o.Registry)
+	held := func(h bool) {
+		if h {
+			m.leaseHeld.Set(1)
+		} else {
+			m.leaseHeld.Set(0)
+		}
+		if o.Ready != nil {
+			o.Ready(h)
+		}
+	}
+	return withLease(ctx, o.Kube, o.Namespace, workerlease.ForBackup(o.Name), o.Identity, workerlease.BackupLabels(o.Name),
+		o.Lease, held, func(ctx context.Context, drain <-chan struct{}) error {
+			return runBackup(ctx, drain, o, m)
+		})
+}
+
+// backupRun is one Backup being backed up, while the Lease is held.
+type backupRun struct {
+	opts     BackupOptions
+	bucket   storage.Bucket
+	client   sarama.Client
+	consumer sarama.Consumer
+	metrics  *metrics
+	progress *progress
+
+	streams map[string]*runningStream
+	wg      sync.WaitGroup
+}
+
+type runningStream struct {
+	spec  v1alpha.BackupStream
+	drain chan struct{}
+	done  chan struct{}
+}
+
+func runBackup(ctx context.Context, drain <-chan struct{}, o BackupOptions, m *metrics) error {
+	logger := klog.FromContext(ctx).WithValues("backup", klog.KRef(o.Namespace, o.Name))
+	ctx = klog.NewContext(ctx, logger)
+	b, err := o.Armory.KannikaV1alpha().Backups(o.Namespace).Get(ctx, o.Name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("read Backup %s/%s: %w", o.Namespace, o.Name, err)
+	}
+	r := &backupRun{opts: o, metrics: m, progress: newProgress(m), streams: map[string]*runningStream{}}
+	if err := r.connect(ctx, b); err != nil {
+		return err
+	}
+	defer r.close()
+
+	reportCtx, stopReport := context.WithCancel(ctx)
+	reported := make(chan struct{})
+	go func() {
+		defer close(reported)
+		r.progress.report(reportCtx, o.Armory, o.Name, o.Namespace, o.StatusInterval)
+	}()
+	defer func() { stopReport(); <-reported }()
+
+	// Follow the Backup: streams enabled, disabled, added, removed, changed.
+	changes := make(chan *v1alpha.Backup, 1)
+	watchDone := r.watchBackup(ctx, changes)
+	r.reconcile(ctx, b)
+	for {
+		select {
+		case <-ctx.Done(): // Lease lost: partitions stop at once
+			r.wg.Wait()
+			<-watchDone
+			return nil
+		case <-drain:
+			logger.Info("Stopping: uploading open segments")
+			r.stopAll()
+			r.wg.Wait()
+			logger.Info("Stopped: every open segment is uploaded")
+			return nil
+		case nb := <-changes:
+			if nb == nil {
+				logger.Info("The Backup was deleted: stopping")
+				r.stopAll()
+				r.wg.Wait()
+				return nil
+			}
+			r.reconcile(ctx, nb)
+		}
+	}
+}
+
+// connect opens the Storage and the Kafka cluster the Backup names, with the
+// Credentials it references, read now.
+func (r *backupRun) connect(ctx context.Context, b *v1alpha.Backup) error {
+	o := r.opts
+	creds := credentials.Reader{Kube: o.Kube, Armory: o.Armory, Namespace: o.Namespace}
+	eh, err := o.Armory.KannikaV1alpha().EventHubs(o.Namespace).Get(ctx, b.Spec.Source, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("spec.source: read EventHub %q: %w", b.Spec.Source, err)
+	}
+	st, err := o.Armory.KannikaV1alpha().Storages(o.Namespace).Get(ctx, b.Spec.Sink, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("spec.sink: read Storage %q: %w", b.Spec.Sink, err)
+	}
+	sourceCreds, err := creds.Get(ctx, "spec.sourceCredentialsFrom", b.Spec.SourceCredentialsFrom)
+	if err != nil {
+		return err
+	}
+	sinkCreds, err := creds.Get(ctx, "spec.sinkCredentialsFrom", b.Spec.SinkCredentialsFrom)
+	if err != nil {
+		return err
+	}
+
+	switch {
+	case st.Spec.GCSBucket != nil:
+		key, err := creds.GCSKey(ctx, sinkCreds)
+		if err != nil {
+			return fmt.Errorf("spec.sinkCredentialsFrom: %w", err)
+		}
+		g := st.Spec.GCSBucket
+		if r.bucket, err = gcs.New(ctx, gcs.Config{Bucket: g.Bucket, Prefix: g.Prefix, Endpoint: g.Endpoint, ServiceAccountJSON: key}); err != nil {
+			return err
+		}
+	case st.Spec.Volume != nil:
+		if r.bucket, err = volume.New(o.StoragePath); err != nil {
+			return fmt.Errorf("volume Storage %q at %s: %w", st.Name, o.StoragePath, err)
+		}
+	default:
+		return fmt.Errorf("Storage %q sets neither gcsBucket nor volume", st.Name)
+	}
+
+	auth, err := creds.KafkaAuth(ctx, sourceCreds)
+	if err != nil {
+		return fmt.Errorf("spec.sourceCredentialsFrom: %w", err)
+	}
+	settings, err := kafka.NewSettings(eh.Spec.Kafka.Properties, auth)
+	if err != nil {
+		return fmt.Errorf("EventHub %q: %w", eh.Name, err)
+	}
+	if r.client, err = sarama.NewClient(settings.Brokers, settings.Config); err != nil {
+		return fmt.Errorf("connect to Kafka (EventHub %q): %w", eh.Name, err)
+	}
+	if r.consumer, err = sarama.NewConsumerFromClient(r.client); err != nil {
+		return fmt.Errorf("Kafka consumer: %w", err)
+	}
+	klog.FromContext(ctx).Info("Connected", "kafka", settings.Brokers, "storage", r.bucket.Location())
+	return nil
+}
+
+func (r *backupRun) close() {
+	if r.consumer != nil {
+		_ = r.consumer.Close()
+	}
+	if r.client != nil {
+		_ = r.client.Close()
+	}
+	if r.bucket != nil {
+		_ = r.bucket.Close()
+	}
+}
+
+// watchBackup sends each new version of the Backup on changes (nil once
+// deleted) until ctx ends.
+func (r *backupRun) watchBackup(ctx context.Context, changes chan *v1alpha.Backup) <-chan struct{} {
+	lw := cache.NewListWatchFromClient(r.opts.Armory.KannikaV1alpha().RESTClient(), "backups", r.opts.Namespace,
+		fields.OneTermEqualSelector("metadata.name", r.opts.Name))
+	send := func(b *v1alpha.Backup) {
+		select { // keep only the newest
+		case <-changes:
+		default:
+		}
+		changes <- b
+	}
+	_, informer := cache.NewInformerWithOptions(cache.InformerOptions{
+		ListerWatcher: lw,
+		ObjectType:    &v1alpha.Backup{},
+		Handler: cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { send(obj.(*v1alpha.Backup)) },
+			UpdateFunc: func(_, obj any) { send(obj.(*v1alpha.Backup)) },
+			DeleteFunc: func(any) { send(nil) },
+		},
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		informer.RunWithContext(ctx)
+	}()
+	return done
+}
+
+// reconcile starts enabled streams, stops disabled or removed ones (their
+// open segments are uploaded first), and restarts streams whose settings
+// changed.
+func (r *backupRun) reconcile(ctx context.Context, b *v1alpha.Backup) {
+	logger := klog.FromContext(ctx)
+	wanted := map[string]v1alpha.BackupStream{}
+	if b.Spec.Enabled == nil || *b.Spec.Enabled {
+		for _, s := range b.Spec.Streams {
+			if s.Enabled == nil || *s.Enabled {
+				wanted[s.Topic] = resolveStream(b, s)
+			}
+		}
+	}
+	inSpec := map[string]bool{}
+	for _, s := range b.Spec.Streams {
+		inSpec[s.Topic] = true
+	}
+	for topic, rs := range r.streams {
+		spec, ok := wanted[topic]
+		if ok && equality.Semantic.DeepEqual(spec, rs.spec) {
+			continue
+		}
+		logger.Info("Stream disabled or changed: uploading its open segments, then stopping it", "topic", topic)
+		close(rs.drain)
+		<-rs.done
+		delete(r.streams, topic)
+		if !inSpec[topic] {
+			r.progress.forget(topic)
+		}
+	}
+	for topic, spec := range wanted {
+		if _, ok := r.streams[topic]; ok {
+			continue
+		}
+		settings, err := segmentSettingsOf(spec)
+		if err != nil {
+			r.progress.setStream(topic, StreamFailed, err.Error())
+			continue
+		}
+		rs := &runningStream{spec: spec, drain: make(chan struct{}), done: make(chan struct{})}
+		r.streams[topic] = rs
+		sb := &streamBackup{topic: topic, owner: b.Namespace + "/" + b.Name, settings: settings, bucket: r.bucket,
+			client: r.client, consumer: r.consumer, metrics: r.metrics, progress: r.progress, recheck: r.opts.Recheck}
+		r.progress.setStream(topic, StreamStreaming, "")
+		r.wg.Go(func() {
+			defer close(rs.done)
+			sb.run(ctx, rs.drain)
+		})
+		logger.Info("Stream started", "topic", topic, "compression", settings.codec, "rolloverBytes", settings.rollBytes, "rolloverAfter", settings.rollAge)
+	}
+	for _, s := range b.Spec.Streams {
+		if _, ok := wanted[s.Topic]; !ok {
+			r.progress.setStream(s.Topic, StreamStopped, "")
+		}
+	}
+}
+
+func (r *backupRun) stopAll() {
+	for _, rs := range r.streams {
+		close(rs.drain)
+	}
+	for topic, rs := range r.streams {
+		<-rs.done
+		delete(r.streams, topic)
+	}
+}
+
+// resolveStream folds the Backup's segment settings into a stream's own.
+func resolveStream(b *v1alpha.Backup, s v1alpha.BackupStream) v1alpha.BackupStream {
+	s.Enabled = nil
+	if s.Compression == nil {
+		s.Compression = b.Spec.Compression
+	}
+	triggers := v1alpha.SegmentRolloverTriggers{}
+	if t := b.Spec.SegmentRolloverTriggers; t != nil {
+		triggers = *t.DeepCopy()
+	}
+	if t := s.SegmentRolloverTriggers; t != nil {
+		if t.Size != nil {
+			triggers.Size = t.Size
+		}
+		if t.TimeoutSeconds != nil {
+			triggers.TimeoutSeconds = t.TimeoutSeconds
+		}
+	}
+	s.SegmentRolloverTriggers = &triggers
+	return s
+}
+
+func segmentSettingsOf(s v1alpha.BackupStream) (segmentSettings, error) {
+	st := segmentSettings{codec: segment.CodecZstd, rollBytes: DefaultRolloverSize, rollAge: DefaultRolloverTimeout}
+	if c := s.Compression; c != nil && c.Algorithm != "" {
+		codec, err := segment.ParseCodec(string(c.Algorithm))
+		if err != nil {
+			return st, fmt.Errorf("compression.algorithm: %w", err)
+		}
+		st.codec = codec
+	}
+	if t := s.SegmentRolloverTriggers; t != nil {
+		if t.Size != nil {
+			if t.Size.Cmp(resource.MustParse("0")) <= 0 {
+				return st, errors.New("segmentRolloverTriggers.size must be greater than 0, e.g. 64Mi")
+			}
+			st.rollBytes = t.Size.Value()
+		}
+		if t.TimeoutSeconds != nil {
+			st.rollAge = time.Duration(*t.TimeoutSeconds) * time.Second
+		}
+	}
+	return st, nil
+}
+

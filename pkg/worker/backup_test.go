@@ -1,0 +1,114 @@
+package worker_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kannika/armory/pkg/layout"
+	"github.com/kannika/armory/pkg/segment"
+	"github.com/kannika/armory/pkg/worker"
+)
+
+// TestEveryRecordReachesStorageExactlyOnce: 3 topics × 3 partitions, over
+// 50,000 records of every kind, some produced while the worker runs. What
+// storage holds decodes to exactly what was produced, per partition, in
+// order, field by field; the Backup's status and the metrics show progress.
+func TestEveryRecordReachesStorageExactlyOnce(t *testing.T) {
+	t.Parallel()
+	topics := []string{unique("magic.events"), unique("pixie.dust"), unique("orders")}
+	want := map[string]produced{}
+	for _, topic := range topics {
+		createTopic(t, topic, 3, nil)
+		want[topic] = produced{}
+		produce(t, topic, 3, 12_000, want[topic])
+	}
+	s := setupBackup(t, topics, "", false)
+	w := s.startWorker(t)
+	for _, topic := range topics {
+		produce(t, topic, 3, 5_000, want[topic]) // while running
+	}
+	for _, topic := range topics {
+		waitCaughtUp(t, s.bucket, topic, 2*time.Minute)
+	}
+
+	// What a user sees while it runs: progress in the status, and metrics.
+	waitFor(t, 30*time.Second, "progress in the Backup's status", func() (bool, string) {
+		b := backupOf(t, s.ns, s.name)
+		if len(b.Status.Streams) != 3 || b.Status.StreamsReady != "3/3" || b.Status.LastUploadTime == nil {
+			return false, fmt.Sprintf("%d streams, ready %q", len(b.Status.Streams), b.Status.StreamsReady)
+		}
+		for _, st := range b.Status.Streams {
+			if st.State != worker.StreamStreaming || st.RecordsStored != 17_000 || st.BytesStored == 0 || st.LastUploadTime == nil || len(st.Partitions) != 3 {
+				return false, fmt.Sprintf("%+v", st)
+			}
+			for _, p := range st.Partitions {
+				hw := highWater(t, st.Topic)[p.Partition]
+				if p.LastOffsetStored == nil || *p.LastOffsetStored != hw-1 || p.NextOffset != hw {
+					return false, fmt.Sprintf("%s/%d: %+v, high water %d", st.Topic, p.Partition, p, hw)
+				}
+			}
+		}
+		return true, ""
+	})
+	out, _, err := env.Kubectl(t, "", "get", "backup", s.name, "-n", s.ns, "-o", "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, field := range []string{"recordsStored: 17000", "lastOffsetStored:", "bytesStored:", "lastUploadTime:", "lag: 0", "streamsReady: 3/3"} {
+		if !strings.Contains(out, field) {
+			t.Errorf("kubectl get backup -o yaml does not show %q", field)
+		}
+	}
+	code, metrics := get(w.metricsAddr, "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, topic := range topics {
+		line := fmt.Sprintf(`armory_worker_records_stored_total{topic=%q} 17000`, topic)
+		if !strings.Contains(metrics, line) {
+			t.Errorf("/metrics does not show %s", line)
+		}
+	}
+	if code, _ := get(w.healthAddr, "/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz = %d while backing up", code)
+	}
+
+	w.stop(t)
+	segments := 0
+	for _, topic := range topics {
+		assertExactly(t, s.bucket, topic, want[topic])
+		meta, ok, err := layout.ReadTopicMeta(ctx(), s.bucket, topic)
+		if err != nil || !ok || meta.Owner != s.ns+"/"+s.name || meta.Partitions != 3 || meta.ClusterID != "armory-test-cluster" || meta.TopicID == "" {
+			t.Errorf("topic.json of %s = %+v, %v, %v", topic, meta, ok, err)
+		}
+		for p := range int32(3) {
+			_, st := stored(t, s.bucket, topic, p)
+			segments += len(st.Objects)
+		}
+	}
+	t.Logf("%d segments stored for 51,000 records", segments)
+	if logged := strings.Count(w.log.String(), "Uploaded segment"); logged != segments {
+		t.Errorf("%d segments stored, %d logged: want one log line per segment", segments, logged)
+	}
+	if strings.Count(w.log.String(), "\n") > segments+100 {
+		t.Errorf("the worker logged %d lines for %d segments: logging per record?", strings.Count(w.log.String(), "\n"), segments)
+	}
+
+	// A flipped byte in a stored segment is found and named.
+	st, _ := layout.ListPartition(ctx(), s.bucket, topics[0], 0)
+	name := st.Objects[0].Name
+	r, _ := s.bucket.Open(ctx(), name)
+	data, _ := io.ReadAll(r)
+	r.Close()
+	data[len(data)/2] ^= 0x01
+	_, _, err = segment.Decode(data, name)
+	var ce *segment.CorruptError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "at byte") {
+		t.Errorf("a flipped byte in %s: err = %v, want one naming the object and the byte", name, err)
+	}
+}

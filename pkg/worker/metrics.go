@@ -1,0 +1,47 @@
+package worker
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the worker's Prometheus metrics.
+type metrics struct {
+	recordsStored    *prometheus.CounterVec
+	bytesStored      *prometheus.CounterVec
+	segmentsUploaded *prometheus.CounterVec
+	uploadDuration   *prometheus.HistogramVec
+	lag              *prometheus.GaugeVec
+	gaps             *prometheus.CounterVec
+	errors           *prometheus.CounterVec
+	leaseHeld        prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		recordsStored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "armory_worker_records_stored_total", Help: "Records stored in uploaded segments, by topic.",
+		}, []string{"topic"}),
+		bytesStored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "armory_worker_bytes_stored_total", Help: "Uncompressed record bytes (keys, values, headers) stored, by topic.",
+		}, []string{"topic"}),
+		segmentsUploaded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "armory_worker_segments_uploaded_total", Help: "Segments uploaded, by topic.",
+		}, []string{"topic"}),
+		uploadDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "armory_worker_upload_duration_seconds", Help: "Time to upload one segment, by topic.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
+		}, []string{"topic"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "armory_worker_lag_records", Help: "Records in Kafka not yet in storage, by topic and partition.",
+		}, []string{"topic", "partition"}),
+		gaps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "armory_worker_gaps_total", Help: "Gap markers written because Kafka's retention removed records before the backup reached them.",
+		}, []string{"topic"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "armory_worker_errors_total", Help: "Errors by topic and kind (kafka, storage, conflict, stream); each is retried.",
+		}, []string{"topic", "kind"}),
+		leaseHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "armory_worker_lease_held", Help: "1 while this worker holds its resource's Lease.",
+		}),
+	}
+	reg.MustRegister(m.recordsStored, m.bytesStored, m.segmentsUploaded, m.uploadDuration, m.lag, m.gaps, m.errors, m.leaseHeld)
+	return m
+}

@@ -1,0 +1,238 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/IBM/sarama"
+	"k8s.io/klog/v2"
+
+	"github.com/kannika/armory/pkg/layout"
+	"github.com/kannika/armory/pkg/segment"
+	"github.com/kannika/armory/pkg/storage"
+)
+
+// segmentSettings say how a stream's segments are written.
+type segmentSettings struct {
+	codec     segment.Codec
+	rollBytes int64         // close a segment at this many uncompressed record bytes
+	rollAge   time.Duration // ... or this long after its first record
+}
+
+// partitionBackup copies one partition into storage. Its run reads top to
+// bottom: list what is stored → consume from there → fill a segment → upload
+// it → advance. Storage is its only memory: after any failure it lists again.
+type partitionBackup struct {
+	topic     string
+	partition int32
+	settings  segmentSettings
+	bucket    storage.Bucket
+	client    sarama.Client
+	consumer  sarama.Consumer
+	metrics   *metrics
+	progress  *partitionProgress
+}
+
+// errDrained ends a partition's run after its last segment is uploaded.
+var errDrained = errors.New("drained")
+
+// run backs the partition up until ctx is cancelled (stop at once, e.g. the
+// Lease is lost) or drain is closed (upload what is open, then stop).
+func (p *partitionBackup) run(ctx context.Context, drain <-chan struct{}) {
+	logger := klog.FromContext(ctx).WithValues("topic", p.topic, "partition", p.partition)
+	ctx = klog.NewContext(ctx, logger)
+	backoff := time.Second
+	for {
+		err := p.runOnce(ctx, drain)
+		switch {
+		case ctx.Err() != nil, errors.Is(err, errDrained):
+			return
+		case errors.Is(err, storage.ErrExists):
+			// Another writer stored this segment first (a stale worker, or a
+			// newer one): drop ours and continue from what storage holds.
+			p.metrics.errors.WithLabelValues(p.topic, "conflict").Inc()
+			logger.Info("Another writer stored this position first; resuming from storage", "err", err.Error())
+			continue
+		}
+		p.metrics.errors.WithLabelValues(p.topic, errorKind(err)).Inc()
+		p.progress.setError(err)
+		logger.Error(err, "Partition backup failed; retrying", "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-drain:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func errorKind(err error) string {
+	var kerr sarama.KError
+	if errors.As(err, &kerr) {
+		return "kafka"
+	}
+	return "storage"
+}
+
+func (p *partitionBackup) runOnce(ctx context.Context, drain <-chan struct{}) error {
+	state, err := layout.ListPartition(ctx, p.bucket, p.topic, p.partition)
+	if err != nil {
+		return fmt.Errorf("list stored objects: %w", err)
+	}
+	p.progress.stored(state)
+
+	pc, next, err := p.consume(ctx, state.Next)
+	if err != nil {
+		return err
+	}
+	defer pc.Close()
+	p.progress.setError(nil)
+
+	for {
+		data, sum, drained, err := p.fill(ctx, drain, pc, next)
+		if err != nil {
+			return err
+		}
+		if data == nil {
+			return errDrained
+		}
+		if err := p.upload(ctx, data, sum); err != nil {
+			return err
+		}
+		next = sum.End
+		if drained {
+			return errDrained
+		}
+	}
+}
+
+// consume starts reading at next. If Kafka no longer has next (retention
+// removed it before the backup got there), it stores a gap marker for the
+// missing positions and starts at the earliest offset Kafka has.
+func (p *partitionBackup) consume(ctx context.Context, next int64) (sarama.PartitionConsumer, int64, error) {
+	pc, err := p.consumer.ConsumePartition(p.topic, p.partition, next)
+	if err == nil {
+		return pc, next, nil
+	}
+	if !errors.Is(err, sarama.ErrOffsetOutOfRange) {
+		return nil, 0, fmt.Errorf("consume from offset %d: %w", next, err)
+	}
+	oldest, err := p.client.GetOffset(p.topic, p.partition, sarama.OffsetOldest)
+	if err != nil {
+		return nil, 0, fmt.Errorf("earliest offset: %w", err)
+	}
+	if next > oldest {
+		newest, _ := p.client.GetOffset(p.topic, p.partition, sarama.OffsetNewest)
+		return nil, 0, fmt.Errorf("storage holds this partition up to offset %d but Kafka ends at %d: the topic was truncated or recreated", next, newest)
+	}
+	if err := p.storeGap(ctx, next, oldest); err != nil {
+		return nil, 0, err
+	}
+	pc, err = p.consumer.ConsumePartition(p.topic, p.partition, oldest)
+	if err != nil {
+		return nil, 0, fmt.Errorf("consume from the earliest offset %d: %w", oldest, err)
+	}
+	return pc, oldest, nil
+}
+
+func (p *partitionBackup) storeGap(ctx context.Context, start, end int64) error {
+	gap := layout.Gap{Topic: p.topic, Partition: p.partition, Start: start, End: end, DetectedAt: time.Now().UTC(),
+		Reason: "Kafka no longer had these offsets (retention) when the backup reached them"}
+	body, _ := json.Marshal(gap)
+	meta := map[string]string{layout.MetaEnd: strconv.FormatInt(end, 10), layout.MetaRecords: "0", layout.MetaBytes: "0"}
+	if err := p.bucket.Create(ctx, layout.GapName(p.topic, p.partition, start), bytes.NewReader(body), meta); err != nil {
+		return fmt.Errorf("store gap marker: %w", err)
+	}
+	p.metrics.gaps.WithLabelValues(p.topic).Inc()
+	p.progress.gap(start, end)
+	klog.FromContext(ctx).Info("Kafka no longer has offsets the backup had not reached: stored a gap marker",
+		"from", start, "to", end, "missing", end-start)
+	return nil
+}
+
+// fill reads records into a new segment starting at position start until it
+// reaches the size or age limit, or drain is closed. It returns the encoded
+// segment, or nil data if drained with nothing read.
+func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sarama.PartitionConsumer, start int64) (data []byte, sum segment.Summary, drained bool, err error) {
+	var buf bytes.Buffer
+	w, err := segment.NewWriter(&buf, p.settings.codec, p.partition, start, 0)
+	if err != nil {
+		return nil, sum, false, err
+	}
+	var rollTimer <-chan time.Time
+	records := 0
+	lagTicker := time.NewTicker(5 * time.Second)
+	defer lagTicker.Stop()
+	for {
+		select {
+		case msg := <-pc.Messages():
+			if msg.Offset < start {
+				continue // a compressed batch can begin before the requested offset
+			}
+			if err := w.Append(toRecord(msg)); err != nil {
+				return nil, sum, false, err
+			}
+			records++
+			if records == 1 {
+				rollTimer = time.After(p.settings.rollAge)
+			}
+			p.progress.highWater(pc.HighWaterMarkOffset())
+			if w.Summary().Bytes < p.settings.rollBytes {
+				continue
+			}
+		case cerr := <-pc.Errors():
+			return nil, sum, false, fmt.Errorf("consume: %w", cerr.Err)
+		case <-rollTimer:
+		case <-lagTicker.C:
+			p.progress.highWater(pc.HighWaterMarkOffset())
+			continue
+		case <-drain:
+			if records == 0 {
+				return nil, sum, true, nil
+			}
+			drained = true
+		case <-ctx.Done():
+			return nil, sum, false, ctx.Err()
+		}
+		sum, err = w.Close(0)
+		return buf.Bytes(), sum, drained, err
+	}
+}
+
+func toRecord(msg *sarama.ConsumerMessage) *segment.Record {
+	r := &segment.Record{Offset: msg.Offset, Timestamp: msg.Timestamp, Key: msg.Key, Value: msg.Value}
+	if len(msg.Headers) > 0 {
+		r.Headers = make([]segment.RecordHeader, len(msg.Headers))
+		for i, h := range msg.Headers {
+			r.Headers[i] = segment.RecordHeader{Key: string(h.Key), Value: h.Value}
+		}
+	}
+	return r
+}
+
+// upload stores a segment under its start position. The segment counts as
+// backed up only when Create returns nil; storage.ErrExists means another
+// writer got there first.
+func (p *partitionBackup) upload(ctx context.Context, data []byte, sum segment.Summary) error {
+	name := layout.SegmentName(p.topic, p.partition, sum.Start)
+	began := time.Now()
+	if err := p.bucket.Create(ctx, name, bytes.NewReader(data), layout.SegmentMetadata(sum)); err != nil {
+		return fmt.Errorf("upload %s: %w", name, err)
+	}
+	took := time.Since(began)
+	p.metrics.uploadDuration.WithLabelValues(p.topic).Observe(took.Seconds())
+	p.metrics.segmentsUploaded.WithLabelValues(p.topic).Inc()
+	p.metrics.recordsStored.WithLabelValues(p.topic).Add(float64(sum.Records))
+	p.metrics.bytesStored.WithLabelValues(p.topic).Add(float64(sum.Bytes))
+	p.progress.uploaded(sum, time.Now())
+	klog.FromContext(ctx).Info("Uploaded segment", "object", name, "records", sum.Records,
+		"offsets", fmt.Sprintf("%d-%d", sum.Start, sum.End-1), "bytes", sum.Bytes, "compressed", len(data), "took", took)
+	return nil
+}

@@ -1,0 +1,245 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+
+	applyv1alpha "github.com/kannika/armory/generated/applyconfiguration/kannika/v1alpha"
+	"github.com/kannika/armory/generated/clientset/versioned"
+	"github.com/kannika/armory/pkg/layout"
+	"github.com/kannika/armory/pkg/segment"
+)
+
+// FieldManager is the worker's server-side apply field manager: it owns
+// status.streams, streamsReady, lag and lastUploadTime, and nothing the
+// controller writes.
+const FieldManager = "armory-worker"
+
+// Stream states reported in status.streams[].state.
+const (
+	StreamStreaming = "Streaming"
+	StreamStopped   = "Stopped"
+	StreamFailed    = "Failed"
+)
+
+// progress is what the worker knows of every stream, for status and metrics.
+type progress struct {
+	mu      sync.Mutex
+	streams map[string]*streamProgress
+	metrics *metrics
+}
+
+type streamProgress struct {
+	topic      string
+	state      string
+	message    string
+	partitions map[int32]*partitionProgress
+}
+
+type partitionProgress struct {
+	mu         *sync.Mutex
+	topic      string
+	partition  int32
+	metrics    *metrics
+	next       int64 // where the backup continues: the end of the last stored object
+	records    int64 // records stored, all segments
+	bytes      int64
+	hwm        int64 // Kafka's high watermark, as last seen
+	lastUpload time.Time
+	err        error
+}
+
+func newProgress(m *metrics) *progress {
+	return &progress{streams: map[string]*streamProgress{}, metrics: m}
+}
+
+func (p *progress) stream(topic string) *streamProgress {
+	s, ok := p.streams[topic]
+	if !ok {
+		s = &streamProgress{topic: topic, partitions: map[int32]*partitionProgress{}}
+		p.streams[topic] = s
+	}
+	return s
+}
+
+// setStream records a stream's state and why.
+func (p *progress) setStream(topic, state, message string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.stream(topic)
+	s.state, s.message = state, message
+}
+
+// forget drops a stream no longer in the Backup.
+func (p *progress) forget(topic string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for part := range p.streams[topic].partitions {
+		p.metrics.lag.DeleteLabelValues(topic, strconv.Itoa(int(part)))
+	}
+	delete(p.streams, topic)
+}
+
+func (p *progress) partition(topic string, partition int32) *partitionProgress {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.stream(topic)
+	pp, ok := s.partitions[partition]
+	if !ok {
+		pp = &partitionProgress{mu: &p.mu, topic: topic, partition: partition, metrics: p.metrics}
+		s.partitions[partition] = pp
+	}
+	return pp
+}
+
+func (pp *partitionProgress) stored(st *layout.PartitionState) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	pp.next, pp.records, pp.bytes = st.Next, st.Records, st.Bytes
+	pp.updateLag()
+}
+
+func (pp *partitionProgress) uploaded(sum segment.Summary, at time.Time) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	pp.next = sum.End
+	pp.records += sum.Records
+	pp.bytes += sum.Bytes
+	pp.lastUpload = at
+	pp.updateLag()
+}
+
+func (pp *partitionProgress) gap(_, end int64) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	pp.next = end
+	pp.updateLag()
+}
+
+func (pp *partitionProgress) highWater(hw int64) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if hw > pp.hwm {
+		pp.hwm = hw
+	}
+	pp.updateLag()
+}
+
+func (pp *partitionProgress) setError(err error) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	pp.err = err
+}
+
+func (pp *partitionProgress) lag() int64 { return max(pp.hwm-pp.next, 0) }
+
+func (pp *partitionProgress) updateLag() {
+	pp.metrics.lag.WithLabelValues(pp.topic, strconv.Itoa(int(pp.partition))).Set(float64(pp.lag()))
+}
+
+// apply builds the worker's part of the Backup's status.
+func (p *progress) apply(name, namespace string) *applyv1alpha.BackupApplyConfiguration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	topics := make([]string, 0, len(p.streams))
+	for t := range p.streams {
+		topics = append(topics, t)
+	}
+	sort.Strings(topics)
+	status := applyv1alpha.BackupStatus()
+	var totalLag int64
+	var lastUpload time.Time
+	running, enabled := 0, 0
+	for _, t := range topics {
+		s := p.streams[t]
+		ss := applyv1alpha.BackupStreamStatus().WithTopic(t).WithState(s.state)
+		message := s.message
+		var records, bytes, lag int64
+		var streamUpload time.Time
+		parts := make([]int32, 0, len(s.partitions))
+		for part := range s.partitions {
+			parts = append(parts, part)
+		}
+		sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+		for _, part := range parts {
+			pp := s.partitions[part]
+			records += pp.records
+			bytes += pp.bytes
+			lag += pp.lag()
+			if pp.lastUpload.After(streamUpload) {
+				streamUpload = pp.lastUpload
+			}
+			pa := applyv1alpha.PartitionProgress().WithPartition(part).WithNextOffset(pp.next).WithLag(pp.lag())
+			if pp.next > 0 {
+				pa.WithLastOffsetStored(pp.next - 1)
+			}
+			ss.WithPartitions(pa)
+			if pp.err != nil && message == "" {
+				message = fmt.Sprintf("partition %d: %v (retrying)", part, pp.err)
+			}
+		}
+		ss.WithRecordsStored(records).WithBytesStored(bytes).WithLag(lag)
+		if message != "" {
+			ss.WithMessage(message)
+		}
+		if !streamUpload.IsZero() {
+			ss.WithLastUploadTime(metav1.NewTime(streamUpload.Truncate(time.Second)))
+		}
+		if streamUpload.After(lastUpload) {
+			lastUpload = streamUpload
+		}
+		if s.state != StreamStopped {
+			enabled++
+			totalLag += lag
+		}
+		if s.state == StreamStreaming {
+			running++
+		}
+		status.WithStreams(ss)
+	}
+	status.WithStreamsReady(fmt.Sprintf("%d/%d", running, enabled)).WithLag(totalLag)
+	if !lastUpload.IsZero() {
+		status.WithLastUploadTime(metav1.NewTime(lastUpload.Truncate(time.Second)))
+	}
+	return applyv1alpha.Backup(name, namespace).WithStatus(status)
+}
+
+// report writes the worker's status every interval while it changed, until
+// ctx ends, and once more at the end (with a short deadline of its own).
+func (p *progress) report(ctx context.Context, client versioned.Interface, name, namespace string, interval time.Duration) {
+	logger := klog.FromContext(ctx)
+	var last *applyv1alpha.BackupApplyConfiguration
+	write := func(ctx context.Context) {
+		cur := p.apply(name, namespace)
+		if last != nil && equality.Semantic.DeepEqual(cur, last) {
+			return
+		}
+		_, err := client.KannikaV1alpha().Backups(namespace).ApplyStatus(ctx, cur, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+		if err != nil {
+			logger.Error(err, "Could not report progress in the Backup's status; will retry")
+			return
+		}
+		last = cur
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			write(final)
+			cancel()
+			return
+		case <-tick.C:
+			write(ctx)
+		}
+	}
+}

@@ -1,0 +1,162 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"k8s.io/klog/v2"
+
+	"github.com/kannika/armory/pkg/kafka"
+	"github.com/kannika/armory/pkg/layout"
+	"github.com/kannika/armory/pkg/storage"
+)
+
+// streamBackup backs up one topic: it checks that the topic in Kafka is the
+// one whose backup storage holds, then runs one partitionBackup per
+// partition, picking up partitions added while it runs.
+type streamBackup struct {
+	topic    string
+	owner    string // the Backup, "namespace/name", recorded in topic.json
+	settings segmentSettings
+	bucket   storage.Bucket
+	client   sarama.Client
+	consumer sarama.Consumer
+	metrics  *metrics
+	progress *progress
+	// recheck is how often partitions are listed again, and a failed
+	// topic check retried.
+	recheck time.Duration
+}
+
+// errStreamConflict is a check that cannot pass until a person acts.
+var errStreamConflict = errors.New("stream cannot run")
+
+// run backs the topic up until ctx ends (stop now) or drain is closed
+// (upload open segments, then stop).
+func (s *streamBackup) run(ctx context.Context, drain <-chan struct{}) {
+	logger := klog.FromContext(ctx).WithValues("topic", s.topic)
+	ctx = klog.NewContext(ctx, logger)
+	defer s.progress.setStream(s.topic, StreamStopped, "")
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	running := map[int32]bool{}
+	tick := time.NewTicker(s.recheck)
+	defer tick.Stop()
+	checked := false
+	for {
+		if !checked {
+			if err := s.check(ctx); err != nil {
+				s.metrics.errors.WithLabelValues(s.topic, "stream").Inc()
+				s.progress.setStream(s.topic, StreamFailed, err.Error())
+				logger.Error(err, "Stream cannot run; checking again later", "in", s.recheck)
+			} else {
+				checked = true
+				s.progress.setStream(s.topic, StreamStreaming, "")
+			}
+		}
+		if checked {
+			parts, err := s.partitions()
+			if err != nil {
+				s.metrics.errors.WithLabelValues(s.topic, "kafka").Inc()
+				logger.Error(err, "Could not list the topic's partitions; retrying")
+			}
+			for _, part := range parts {
+				if running[part] {
+					continue
+				}
+				if len(running) > 0 {
+					logger.Info("New partition found: backing it up", "partition", part)
+				}
+				running[part] = true
+				pb := &partitionBackup{topic: s.topic, partition: part, settings: s.settings, bucket: s.bucket,
+					client: s.client, consumer: s.consumer, metrics: s.metrics, progress: s.progress.partition(s.topic, part)}
+				wg.Go(func() { pb.run(ctx, drain) })
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-drain:
+			logger.Info("Stream stopping: uploading open segments")
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// partitions lists the topic's partitions from fresh metadata.
+func (s *streamBackup) partitions() ([]int32, error) {
+	if err := s.client.RefreshMetadata(s.topic); err != nil {
+		return nil, err
+	}
+	return s.client.Partitions(s.topic)
+}
+
+// check makes sure the topic exists, and that storage holds this topic's
+// backup (or none yet): same owner Backup, same Kafka cluster, same topic id.
+// It writes topic.json before the first segment.
+func (s *streamBackup) check(ctx context.Context) error {
+	clusterID, topicID, partitions, err := s.describe()
+	if err != nil {
+		return err
+	}
+	want := layout.TopicMeta{FormatVersion: 1, Topic: s.topic, Owner: s.owner, ClusterID: clusterID, TopicID: topicID,
+		Partitions: int32(partitions), CreatedAt: time.Now().UTC().Truncate(time.Second)}
+	for range 2 {
+		have, ok, err := layout.ReadTopicMeta(ctx, s.bucket, s.topic)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			err := layout.WriteTopicMeta(ctx, s.bucket, want)
+			if errors.Is(err, storage.ErrExists) {
+				continue // written meanwhile: read it
+			}
+			return err
+		}
+		switch {
+		case have.Owner != s.owner:
+			return fmt.Errorf("%w: topic %q in this Storage is backed up by Backup %s; two Backups cannot write one topic of one Storage: remove the stream, or use another Storage or prefix",
+				errStreamConflict, s.topic, have.Owner)
+		case have.ClusterID != clusterID:
+			return fmt.Errorf("%w: topic %q in this Storage was backed up from Kafka cluster %s, the EventHub is cluster %s; use another Storage or prefix for this cluster",
+				errStreamConflict, s.topic, have.ClusterID, clusterID)
+		case have.TopicID != topicID:
+			return fmt.Errorf("%w: topic %q was deleted and recreated (topic id %s in storage, %s in Kafka); its old backup is kept: back the new topic up to another Storage or prefix",
+				errStreamConflict, s.topic, have.TopicID, topicID)
+		}
+		return nil
+	}
+	return fmt.Errorf("could not read %s", layout.TopicMetaName(s.topic))
+}
+
+// describe returns the cluster id, the topic's id and partition count.
+func (s *streamBackup) describe() (clusterID, topicID string, partitions int, err error) {
+	broker, err := s.client.Controller()
+	if err != nil {
+		return "", "", 0, fmt.Errorf("reach the Kafka controller: %w", err)
+	}
+	resp, err := broker.GetMetadata(sarama.NewMetadataRequest(kafka.Version, []string{s.topic}))
+	if err != nil {
+		return "", "", 0, fmt.Errorf("read topic metadata: %w", err)
+	}
+	if len(resp.Topics) != 1 {
+		return "", "", 0, fmt.Errorf("read topic metadata: %d topics in the answer", len(resp.Topics))
+	}
+	t := resp.Topics[0]
+	if errors.Is(t.Err, sarama.ErrUnknownTopicOrPartition) {
+		return "", "", 0, fmt.Errorf("topic %q does not exist in the Kafka cluster; create it, or correct or remove the stream", s.topic)
+	}
+	if t.Err != sarama.ErrNoError {
+		return "", "", 0, fmt.Errorf("topic %q: %w", s.topic, t.Err)
+	}
+	if resp.ClusterID != nil {
+		clusterID = *resp.ClusterID
+	}
+	return clusterID, t.Uuid.String(), len(t.Partitions), nil
+}
