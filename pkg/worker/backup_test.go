@@ -33,7 +33,7 @@ func TestEveryRecordReachesStorageExactlyOnce(t *testing.T) {
 		produce(t, topic, 3, 5_000, want[topic]) // while running
 	}
 	for _, topic := range topics {
-		waitCaughtUp(t, s.bucket, topic, 2*time.Minute)
+		waitCaughtUp(t, s.bucket, topic, want[topic], 2*time.Minute)
 	}
 
 	// What a user sees while it runs: progress in the status, and metrics.

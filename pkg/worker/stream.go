@@ -65,11 +65,12 @@ func (s *streamBackup) run(ctx context.Context, drain <-chan struct{}) {
 				s.metrics.errors.WithLabelValues(s.topic, "kafka").Inc()
 				logger.Error(err, "Could not list the topic's partitions; retrying")
 			}
+			initial := len(running) == 0
 			for _, part := range parts {
 				if running[part] {
 					continue
 				}
-				if len(running) > 0 {
+				if !initial {
 					logger.Info("New partition found: backing it up", "partition", part)
 				}
 				running[part] = true

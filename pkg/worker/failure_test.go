@@ -1,0 +1,297 @@
+package worker_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/kannika/armory/pkg/layout"
+	"github.com/kannika/armory/pkg/segment"
+	"github.com/kannika/armory/pkg/worker"
+)
+
+// TestSIGKILLLosesAndDuplicatesNothing kills the worker with SIGKILL at 5
+// random moments while records are produced, restarting it each time:
+// afterwards the objects tile every partition and hold exactly the records
+// produced.
+func TestSIGKILLLosesAndDuplicatesNothing(t *testing.T) {
+	t.Parallel()
+	topic := unique("killed.events")
+	createTopic(t, topic, 3, nil)
+	s := setupBackup(t, []string{topic}, "", false)
+	want := produced{}
+	var mu sync.Mutex
+	producing := make(chan struct{})
+	go func() {
+		defer close(producing)
+		for range 40 {
+			batch := produced{}
+			produce(t, topic, 3, 300, batch)
+			mu.Lock()
+			for p, recs := range batch {
+				want[p] = append(want[p], recs...)
+			}
+			mu.Unlock()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
+	for i := range 5 {
+		w := s.startWorker(t)
+		// Let it take the Lease (the killed one's must expire first) and
+		// work for a random while, then kill it mid-whatever.
+		waitFor(t, 30*time.Second, "the worker to take the Lease", func() (bool, string) {
+			return strings.Contains(w.log.String(), "Took the Lease"), "waiting"
+		})
+		time.Sleep(time.Duration(200+rng.IntN(1500)) * time.Millisecond)
+		w.kill()
+		t.Logf("kill %d done", i+1)
+	}
+	<-producing
+	w := s.startWorker(t)
+	waitFor(t, 30*time.Second, "the last worker to take the Lease", func() (bool, string) {
+		return strings.Contains(w.log.String(), "Took the Lease"), "waiting"
+	})
+	mu.Lock()
+	all := produced{}
+	for p, recs := range want {
+		all[p] = recs
+	}
+	mu.Unlock()
+	waitCaughtUp(t, s.bucket, topic, all, 2*time.Minute)
+	w.stop(t)
+	mu.Lock()
+	defer mu.Unlock()
+	if n := len(want[0]) + len(want[1]) + len(want[2]); n != 12_000 {
+		t.Fatalf("produced %d records, want 12000", n)
+	}
+	assertExactly(t, s.bucket, topic, want)
+}
+
+// TestAbortedTransactionsAreNotBackedUp produces committed and aborted
+// transactions: only the committed records are stored, and the positions of
+// the aborted ones and of the transaction markers leave no hole.
+func TestAbortedTransactionsAreNotBackedUp(t *testing.T) {
+	t.Parallel()
+	topic := unique("txn.events")
+	createTopic(t, topic, 1, nil)
+	cfg := saramaConfig()
+	cfg.Producer.Transaction.ID = unique("armory-test-txn")
+	p, err := sarama.NewSyncProducer(brokers, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	want := produced{}
+	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	for txn := range 10 {
+		if err := p.BeginTxn(); err != nil {
+			t.Fatal(err)
+		}
+		var msgs []*sarama.ProducerMessage
+		for i := range 20 {
+			m := recordMessage(topic, 0, txn*20+i, base)
+			m.Value = sarama.StringEncoder(fmt.Sprintf("txn %d record %d", txn, i))
+			if _, _, err := p.SendMessage(m); err != nil {
+				t.Fatal(err)
+			}
+			msgs = append(msgs, m)
+		}
+		if txn%3 == 1 {
+			if err := p.AbortTxn(); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := p.CommitTxn(); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			want[0] = append(want[0], fromMessage(m))
+		}
+	}
+	s := setupBackup(t, []string{topic}, "", false)
+	w := s.startWorker(t)
+	waitCaughtUp(t, s.bucket, topic, want, time.Minute)
+	w.stop(t)
+	assertExactly(t, s.bucket, topic, want)
+	got, _ := stored(t, s.bucket, topic, 0)
+	for _, r := range got {
+		if strings.HasPrefix(string(r.Value), "txn 1 ") || strings.HasPrefix(string(r.Value), "txn 4 ") || strings.HasPrefix(string(r.Value), "txn 7 ") {
+			t.Fatalf("a record of an aborted transaction was backed up: %q", r.Value)
+		}
+	}
+}
+
+// TestNewPartitionsCompactionAndRetention: a partition added while running
+// is backed up; a compacted topic's offset gaps leave no position hole and
+// no stall; retention that removed records before the backup reached them
+// leaves a gap marker, not a failure.
+func TestNewPartitionsCompactionAndRetention(t *testing.T) {
+	t.Parallel()
+	growing, compacted, retained := unique("growing"), unique("compacted"), unique("retained")
+	createTopic(t, growing, 1, nil)
+	createTopic(t, compacted, 1, map[string]string{"cleanup.policy": "compact"})
+	createTopic(t, retained, 1, nil)
+
+	wantGrowing, wantRetained := produced{}, produced{}
+	produce(t, growing, 1, 500, wantGrowing)
+	// Compaction keeps the last record of each key: write 10 keys 50 times.
+	cp, err := sarama.NewSyncProducer(brokers, saramaConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 500 {
+		if _, _, err := cp.SendMessage(&sarama.ProducerMessage{Topic: compacted, Key: sarama.StringEncoder(fmt.Sprint("k", i%10)),
+			Value: sarama.StringEncoder(fmt.Sprint("v", i)), Timestamp: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp.Close()
+	kfk.Compact()
+	// Retention: 300 records, then the first 200 deleted before any backup.
+	produce(t, retained, 1, 300, wantRetained)
+	if err := kfk.DeleteRecords(retained, 0, 200); err != nil {
+		t.Fatal(err)
+	}
+	wantRetained[0] = wantRetained[0][200:]
+
+	s := setupBackup(t, []string{growing, compacted, retained}, "", false)
+	w := s.startWorker(t)
+	waitCaughtUp(t, s.bucket, growing, wantGrowing, time.Minute)
+
+	admin, err := sarama.NewClusterAdmin(brokers, saramaConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.CreatePartitions(growing, 3, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
+	produce(t, growing, 3, 900, wantGrowing)
+	waitFor(t, 30*time.Second, "the worker to find the new partitions", func() (bool, string) {
+		return strings.Count(w.log.String(), "New partition found") >= 2, "not yet"
+	})
+	waitCaughtUp(t, s.bucket, growing, wantGrowing, time.Minute)
+	waitStored(t, s.bucket, compacted, map[int32]int64{0: 500}, time.Minute)
+	waitCaughtUp(t, s.bucket, retained, wantRetained, time.Minute)
+	w.stop(t)
+
+	assertExactly(t, s.bucket, growing, wantGrowing)
+
+	got, st := stored(t, s.bucket, compacted, 0)
+	if st.Objects[0].Start != 0 || st.Next != 500 {
+		t.Errorf("compacted topic stored positions [%d, %d), want [0, 500)", st.Objects[0].Start, st.Next)
+	}
+	if len(got) == 0 || len(got) >= 500 || got[len(got)-1].Offset != 499 {
+		t.Errorf("compacted topic: %d records stored in %+v; want the compacted survivors, ending at offset 499", len(got), st.Objects)
+	}
+
+	assertExactly(t, s.bucket, retained, wantRetained)
+	_, st = stored(t, s.bucket, retained, 0)
+	if !st.Objects[0].Gap || st.Objects[0].Start != 0 || st.Objects[0].End != 200 {
+		t.Errorf("retention: first object = %+v, want a gap marker for [0, 200)", st.Objects[0])
+	}
+	if !strings.Contains(w.log.String(), "stored a gap marker") {
+		t.Error("the gap was not logged")
+	}
+}
+
+// TestTwoWorkersOneWriter: a second worker on the same Backup (someone
+// debugging from a laptop) waits, saying who holds the Lease; when the first
+// stops, it takes over and continues with nothing lost or repeated.
+func TestTwoWorkersOneWriter(t *testing.T) {
+	t.Parallel()
+	topic := unique("shared.events")
+	createTopic(t, topic, 3, nil)
+	want := produced{}
+	produce(t, topic, 3, 3_000, want)
+	s := setupBackup(t, []string{topic}, "", false)
+	first := s.startWorker(t)
+	waitFor(t, 30*time.Second, "the first worker to take the Lease", func() (bool, string) {
+		return strings.Contains(first.log.String(), "Took the Lease"), ""
+	})
+	second := s.startWorker(t)
+	waitFor(t, 30*time.Second, "the second worker to wait for the Lease", func() (bool, string) {
+		return strings.Contains(second.log.String(), "Another worker holds the Lease: waiting"), ""
+	})
+	waitCaughtUp(t, s.bucket, topic, want, time.Minute)
+	if strings.Contains(second.log.String(), "Uploaded segment") || strings.Contains(second.log.String(), "Took the Lease") {
+		t.Fatal("the second worker wrote while the first held the Lease")
+	}
+	first.stop(t)
+	produce(t, topic, 3, 3_000, want)
+	waitFor(t, 30*time.Second, "the second worker to take over", func() (bool, string) {
+		return strings.Contains(second.log.String(), "Took the Lease"), ""
+	})
+	waitCaughtUp(t, s.bucket, topic, want, time.Minute)
+	second.stop(t)
+	assertExactly(t, s.bucket, topic, want)
+}
+
+// TestDisablingAStreamStopsItWithoutAGap: a stream disabled mid-run stores
+// everything up to then and nothing after; re-enabled, it continues from
+// where it stopped.
+func TestDisablingAStreamStopsItWithoutAGap(t *testing.T) {
+	t.Parallel()
+	topic := unique("toggled.events")
+	createTopic(t, topic, 2, nil)
+	want := produced{}
+	produce(t, topic, 2, 1_000, want)
+	s := setupBackup(t, []string{topic}, "", false)
+	w := s.startWorker(t)
+	waitCaughtUp(t, s.bucket, topic, want, time.Minute)
+
+	kubectl := func(args ...string) {
+		if out, errOut, err := env.Kubectl(t, "", args...); err != nil {
+			t.Fatalf("kubectl: %v\n%s%s", err, out, errOut)
+		}
+	}
+	kubectl("patch", "backup", s.name, "-n", s.ns, "--type=json", "-p", `[{"op":"replace","path":"/spec/streams/0/enabled","value":false}]`)
+	waitFor(t, 30*time.Second, "the stream to be reported Stopped", func() (bool, string) {
+		b := backupOf(t, s.ns, s.name)
+		return len(b.Status.Streams) == 1 && b.Status.Streams[0].State == worker.StreamStopped, fmt.Sprintf("%+v", b.Status.Streams)
+	})
+	before := map[int32]int64{}
+	for p := range int32(2) {
+		st, _ := layout.ListPartition(ctx(), s.bucket, topic, p)
+		before[p] = st.Next
+	}
+	produce(t, topic, 2, 1_000, want)
+	time.Sleep(3 * time.Second) // more than a rollover timeout
+	for p := range int32(2) {
+		if st, _ := layout.ListPartition(ctx(), s.bucket, topic, p); st.Next != before[p] {
+			t.Errorf("partition %d: stored up to %d while disabled (was %d)", p, st.Next, before[p])
+		}
+	}
+
+	kubectl("patch", "backup", s.name, "-n", s.ns, "--type=json", "-p", `[{"op":"replace","path":"/spec/streams/0/enabled","value":true}]`)
+	waitCaughtUp(t, s.bucket, topic, want, time.Minute)
+	w.stop(t)
+	assertExactly(t, s.bucket, topic, want)
+}
+
+// TestVolumeStorage runs a backup to a volume Storage end to end.
+func TestVolumeStorage(t *testing.T) {
+	t.Parallel()
+	topic := unique("volume.events")
+	createTopic(t, topic, 3, nil)
+	want := produced{}
+	produce(t, topic, 3, 6_000, want)
+	s := setupBackup(t, []string{topic}, "  compression: {algorithm: lz4}\n", true)
+	w := s.startWorker(t)
+	waitCaughtUp(t, s.bucket, topic, want, time.Minute)
+	w.stop(t)
+	assertExactly(t, s.bucket, topic, want)
+	st, _ := layout.ListPartition(ctx(), s.bucket, topic, 0)
+	attrs, err := s.bucket.Attributes(ctx(), st.Objects[0].Name)
+	if err != nil || attrs.Metadata[layout.MetaFormat] != fmt.Sprintf("segment-v%d-%s", segment.Version, segment.CodecLZ4) {
+		t.Errorf("segment metadata = %v, %v; want lz4 segments as the Backup asks", attrs.Metadata, err)
+	}
+}
