@@ -359,4 +359,3 @@ func segmentSettingsOf(s v1alpha.BackupStream) (segmentSettings, error) {
 	}
 	return st, nil
 }
-

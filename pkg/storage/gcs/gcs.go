@@ -83,7 +83,9 @@ func apiEndpoint(endpoint string) (string, error) {
 }
 
 // Location is gs://bucket/prefix.
-func (b *Bucket) Location() string { return "gs://" + b.cfg.Bucket + "/" + strings.TrimSuffix(b.prefix, "/") }
+func (b *Bucket) Location() string {
+	return "gs://" + b.cfg.Bucket + "/" + strings.TrimSuffix(b.prefix, "/")
+}
 
 // Close closes the client.
 func (b *Bucket) Close() error { return b.client.Close() }
