@@ -5,9 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kannika/armory/pkg/layout"
 	"github.com/kannika/armory/pkg/segment"
@@ -111,4 +116,60 @@ func TestEveryRecordReachesStorageExactlyOnce(t *testing.T) {
 	if !errors.As(err, &ce) || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "at byte") {
 		t.Errorf("a flipped byte in %s: err = %v, want one naming the object and the byte", name, err)
 	}
+}
+
+// TestKubectlShowsTheRealWorkerStreaming runs the controller and the worker
+// together, as in a cluster (the worker started with the Deployment's own
+// command line): kubectl shows the Backup Streaming with its progress, and
+// Ready again once the worker stops.
+func TestKubectlShowsTheRealWorkerStreaming(t *testing.T) {
+	t.Parallel()
+	topic := unique("shown.events")
+	createTopic(t, topic, 2, nil)
+	want := produced{}
+	produce(t, topic, 2, 2_000, want)
+	s := setupBackup(t, []string{topic}, "", false)
+	controller := exec.Command(armory, "controller", "--kubeconfig", env.Kubeconfig, "--namespace", s.ns,
+		"--leader-election-namespace", s.ns, "--worker-image", "armory:test",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
+	var controllerLog syncBuffer
+	controller.Stdout, controller.Stderr = &controllerLog, &controllerLog
+	if err := controller.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = controller.Process.Signal(syscall.SIGTERM)
+		_ = controller.Wait()
+		if t.Failed() {
+			t.Logf("controller log:\n%s", controllerLog.String())
+		}
+	}()
+
+	// The worker runs the Deployment's command line.
+	var d *appsv1.Deployment
+	waitFor(t, 30*time.Second, "the worker Deployment", func() (bool, string) {
+		var err error
+		d, err = env.Kube.AppsV1().Deployments(s.ns).Get(ctx(), s.name+"-backup", metav1.GetOptions{})
+		return err == nil, fmt.Sprint(err)
+	})
+	if got := strings.Join(d.Spec.Template.Spec.Containers[0].Command, " "); got != "armory worker --backup="+s.name {
+		t.Fatalf("Deployment command = %q", got)
+	}
+	w := s.startWorker(t)
+	waitCaughtUp(t, s.bucket, topic, want, time.Minute)
+	waitFor(t, 30*time.Second, "kubectl get backups to show Streaming with progress", func() (bool, string) {
+		out, _, _ := env.Kubectl(t, "", "get", "backups", "-n", s.ns, "-o", "wide")
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 2 {
+			return false, out
+		}
+		row := lines[1]
+		return strings.Contains(row, "🚀 Streaming") && strings.Contains(row, " 1/1 ") &&
+			strings.Contains(row, " 0 ") && strings.Contains(row, time.Now().UTC().Format("2006-01-02T")), out
+	})
+	w.stop(t)
+	waitFor(t, 30*time.Second, "the Backup to be Ready once the worker stopped", func() (bool, string) {
+		b := backupOf(t, s.ns, s.name)
+		return b.Status.Phase == "Ready" && b.Status.Message == "🌈 Ready", b.Status.Message
+	})
 }

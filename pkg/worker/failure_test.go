@@ -295,3 +295,53 @@ func TestVolumeStorage(t *testing.T) {
 		t.Errorf("segment metadata = %v, %v; want lz4 segments as the Backup asks", attrs.Metadata, err)
 	}
 }
+
+// TestStreamsThatMustNotBeWritten: a topic already backed up by another
+// Backup into the same Storage, and a topic deleted and recreated since its
+// backup began, are not written; each stream says why in the status, while
+// the healthy stream goes on.
+func TestStreamsThatMustNotBeWritten(t *testing.T) {
+	t.Parallel()
+	healthy, taken, recreated := unique("healthy"), unique("taken"), unique("recreated")
+	for _, topic := range []string{healthy, taken, recreated} {
+		createTopic(t, topic, 1, nil)
+	}
+	want := produced{}
+	produce(t, healthy, 1, 500, want)
+	s := setupBackup(t, []string{healthy, taken, recreated}, "", false)
+
+	// taken: topic.json names another Backup.
+	if err := layout.WriteTopicMeta(ctx(), s.bucket, layout.TopicMeta{FormatVersion: 1, Topic: taken, Owner: "team-b/other-backup",
+		ClusterID: "armory-test-cluster", TopicID: "whatever", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// recreated: topic.json holds the id of the topic before it was recreated.
+	if err := layout.WriteTopicMeta(ctx(), s.bucket, layout.TopicMeta{FormatVersion: 1, Topic: recreated, Owner: s.ns + "/" + s.name,
+		ClusterID: "armory-test-cluster", TopicID: "AAAAAAAAAAAAAAAAAAAAAA", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, taken, 1, 10, produced{})
+	produce(t, recreated, 1, 10, produced{})
+
+	w := s.startWorker(t)
+	waitCaughtUp(t, s.bucket, healthy, want, time.Minute)
+	waitFor(t, 30*time.Second, "both streams to report why they cannot run", func() (bool, string) {
+		b := backupOf(t, s.ns, s.name)
+		msgs := map[string]string{}
+		for _, st := range b.Status.Streams {
+			if st.State == worker.StreamFailed {
+				msgs[st.Topic] = st.Message
+			}
+		}
+		return strings.Contains(msgs[taken], "is backed up by Backup team-b/other-backup") &&
+				strings.Contains(msgs[recreated], "was deleted and recreated") && b.Status.StreamsReady == "1/3",
+			fmt.Sprintf("%v, ready %s", msgs, b.Status.StreamsReady)
+	})
+	for _, topic := range []string{taken, recreated} {
+		if parts, _ := layout.ListPartitions(ctx(), s.bucket, topic); len(parts) != 0 {
+			t.Errorf("%s: segments were written: %v", topic, parts)
+		}
+	}
+	w.stop(t)
+	assertExactly(t, s.bucket, healthy, want)
+}

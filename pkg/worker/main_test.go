@@ -3,7 +3,6 @@ package worker_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -501,5 +500,3 @@ func backupOf(t *testing.T, ns, name string) *v1alpha.Backup {
 	}
 	return b
 }
-
-var errIgnore = errors.New("ignore")

@@ -55,6 +55,9 @@ type partitionProgress struct {
 	hwm        int64 // Kafka's high watermark, as last seen
 	lastUpload time.Time
 	err        error
+	// warning is shown in the stream's status until the worker restarts:
+	// e.g. records lost to retention before the backup reached them.
+	warning string
 }
 
 func newProgress(m *metrics) *progress {
@@ -117,9 +120,10 @@ func (pp *partitionProgress) uploaded(sum segment.Summary, at time.Time) {
 	pp.updateLag()
 }
 
-func (pp *partitionProgress) gap(_, end int64) {
+func (pp *partitionProgress) gap(start, end int64) {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
+	pp.warning = fmt.Sprintf("partition %d: offsets %d to %d were removed by Kafka's retention before the backup reached them (gap marker stored)", pp.partition, start, end-1)
 	pp.next = end
 	pp.updateLag()
 }
@@ -184,6 +188,9 @@ func (p *progress) apply(name, namespace string) *applyv1alpha.BackupApplyConfig
 			ss.WithPartitions(pa)
 			if pp.err != nil && message == "" {
 				message = fmt.Sprintf("partition %d: %v (retrying)", part, pp.err)
+			}
+			if pp.warning != "" && message == "" {
+				message = pp.warning
 			}
 		}
 		ss.WithRecordsStored(records).WithBytesStored(bytes).WithLag(lag)

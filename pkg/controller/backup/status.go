@@ -11,6 +11,7 @@ import (
 	"github.com/kannika/armory/apis/kannika/v1alpha"
 	"github.com/kannika/armory/pkg/controller/phase"
 	"github.com/kannika/armory/pkg/controller/refs"
+	"github.com/kannika/armory/pkg/worker"
 )
 
 // Condition types the controller sets on a Backup.
@@ -38,7 +39,7 @@ const (
 
 // StreamStateFailed is the state a worker reports for a stream it cannot
 // back up (topic deleted, recreated, or owned by another Backup).
-const StreamStateFailed = "Failed"
+const StreamStateFailed = worker.StreamFailed
 
 // Observed is what the controller saw while syncing a Backup.
 type Observed struct {

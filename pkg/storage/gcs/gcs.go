@@ -84,7 +84,7 @@ func apiEndpoint(endpoint string) (string, error) {
 
 // Location is gs://bucket/prefix.
 func (b *Bucket) Location() string {
-	return "gs://" + b.cfg.Bucket + "/" + strings.TrimSuffix(b.prefix, "/")
+	return strings.TrimSuffix("gs://"+b.cfg.Bucket+"/"+b.prefix, "/")
 }
 
 // Close closes the client.
