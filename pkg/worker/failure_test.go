@@ -345,3 +345,31 @@ func TestStreamsThatMustNotBeWritten(t *testing.T) {
 	w.stop(t)
 	assertExactly(t, s.bucket, healthy, want)
 }
+
+// TestSIGTERMUploadsOpenSegments: with rollover far away, records sit in
+// open segments; SIGTERM uploads them before the worker exits.
+func TestSIGTERMUploadsOpenSegments(t *testing.T) {
+	t.Parallel()
+	topic := unique("open.events")
+	createTopic(t, topic, 2, nil)
+	want := produced{}
+	produce(t, topic, 2, 1_000, want)
+	s := setupBackup(t, []string{topic}, "", false)
+	if out, errOut, err := env.Kubectl(t, "", "patch", "backup", s.name, "-n", s.ns, "--type=merge", "-p",
+		`{"spec":{"segmentRolloverTriggers":{"size":"1Gi","timeoutSeconds":3600}}}`); err != nil {
+		t.Fatalf("kubectl patch: %v\n%s%s", err, out, errOut)
+	}
+	w := s.startWorker(t)
+	waitFor(t, 30*time.Second, "every record read into the open segments", func() (bool, string) {
+		_, m := get(w.metricsAddr, "/metrics")
+		return strings.Contains(m, fmt.Sprintf(`armory_worker_open_segment_records{partition="0",topic=%q} 500`, topic)) &&
+			strings.Contains(m, fmt.Sprintf(`armory_worker_open_segment_records{partition="1",topic=%q} 500`, topic)), "not yet"
+	})
+	for p := range int32(2) {
+		if st, _ := layout.ListPartition(ctx(), s.bucket, topic, p); len(st.Objects) != 0 {
+			t.Fatalf("partition %d has objects before SIGTERM; the rollover settings did not apply", p)
+		}
+	}
+	w.stop(t)
+	assertExactly(t, s.bucket, topic, want)
+}

@@ -202,6 +202,12 @@ type backupSetup struct {
 
 func setupBackup(t *testing.T, topics []string, extraSpec string, volumeStorage bool) *backupSetup {
 	t.Helper()
+	return setupBackupOn(t, brokers, topics, extraSpec, volumeStorage)
+}
+
+// setupBackupOn is setupBackup against another Kafka cluster.
+func setupBackupOn(t *testing.T, brokers []string, topics []string, extraSpec string, volumeStorage bool) *backupSetup {
+	t.Helper()
 	s := &backupSetup{ns: env.Namespace(t), name: "backup-example"}
 	var storageSpec string
 	if volumeStorage {

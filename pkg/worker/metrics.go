@@ -9,6 +9,7 @@ type metrics struct {
 	segmentsUploaded *prometheus.CounterVec
 	uploadDuration   *prometheus.HistogramVec
 	lag              *prometheus.GaugeVec
+	openRecords      *prometheus.GaugeVec
 	gaps             *prometheus.CounterVec
 	errors           *prometheus.CounterVec
 	leaseHeld        prometheus.Gauge
@@ -32,6 +33,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "armory_worker_lag_records", Help: "Records in Kafka not yet in storage, by topic and partition.",
 		}, []string{"topic", "partition"}),
+		openRecords: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "armory_worker_open_segment_records", Help: "Records read into the open segment, not yet uploaded (what a crash would re-read), by topic and partition.",
+		}, []string{"topic", "partition"}),
 		gaps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "armory_worker_gaps_total", Help: "Gap markers written because Kafka's retention removed records before the backup reached them.",
 		}, []string{"topic"}),
@@ -42,6 +46,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "armory_worker_lease_held", Help: "1 while this worker holds its resource's Lease.",
 		}),
 	}
-	reg.MustRegister(m.recordsStored, m.bytesStored, m.segmentsUploaded, m.uploadDuration, m.lag, m.gaps, m.errors, m.leaseHeld)
+	reg.MustRegister(m.recordsStored, m.bytesStored, m.segmentsUploaded, m.uploadDuration, m.lag, m.openRecords, m.gaps, m.errors, m.leaseHeld)
 	return m
 }

@@ -168,8 +168,12 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 	}
 	var rollTimer <-chan time.Time
 	records := 0
-	lagTicker := time.NewTicker(5 * time.Second)
-	defer lagTicker.Stop()
+	// Progress (high watermark, open records) is published once a second,
+	// not per record.
+	progressTicker := time.NewTicker(time.Second)
+	defer progressTicker.Stop()
+	openRecords := p.metrics.openRecords.WithLabelValues(p.topic, strconv.Itoa(int(p.partition)))
+	defer openRecords.Set(0)
 	for {
 		select {
 		case msg := <-pc.Messages():
@@ -183,15 +187,15 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 			if records == 1 {
 				rollTimer = time.After(p.settings.rollAge)
 			}
-			p.progress.highWater(pc.HighWaterMarkOffset())
 			if w.Summary().Bytes < p.settings.rollBytes {
 				continue
 			}
 		case cerr := <-pc.Errors():
 			return nil, sum, false, fmt.Errorf("consume: %w", cerr.Err)
 		case <-rollTimer:
-		case <-lagTicker.C:
+		case <-progressTicker.C:
 			p.progress.highWater(pc.HighWaterMarkOffset())
+			openRecords.Set(float64(records))
 			continue
 		case <-drain:
 			if records == 0 {
@@ -201,6 +205,7 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 		case <-ctx.Done():
 			return nil, sum, false, ctx.Err()
 		}
+		p.progress.highWater(pc.HighWaterMarkOffset())
 		sum, err = w.Close(0)
 		return buf.Bytes(), sum, drained, err
 	}
