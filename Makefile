@@ -5,7 +5,7 @@ GO ?= go
 # Go test flags; e.g. make test TESTFLAGS='-run TestExamples -v'
 TESTFLAGS ?=
 
-.PHONY: all build generate verify lint test test-unit k8s-binaries clean help
+.PHONY: all build generate verify lint test k8s-binaries bench clean help
 
 all: build
 
@@ -15,6 +15,7 @@ help:
 	@echo "make verify     fail if generated code or CRDs are stale"
 	@echo "make lint       gofmt, go vet, and the product's dependency rules"
 	@echo "make test       verify + lint + every test, against a real kube-apiserver"
+	@echo "make bench      backup throughput and memory beside kcat → docs/BENCHMARKS.md"
 
 build:
 	$(GO) build -o bin/armory .
@@ -38,3 +39,10 @@ test: verify lint k8s-binaries
 
 clean:
 	rm -rf bin
+
+# Throughput and memory, side by side with kcat, written to docs/BENCHMARKS.md.
+# Not part of make test. Installs kcat from Debian if missing.
+bench: k8s-binaries
+	command -v kcat >/dev/null || (apt-get update && apt-get install -y kcat)
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/segment | grep -E '^(Benchmark|goos|goarch|cpu)' > /tmp/armory-segment-bench.txt
+	KUBEBUILDER_ASSETS="$$(scripts/k8s-binaries.sh)" $(GO) run ./scripts/bench -segment-bench /tmp/armory-segment-bench.txt

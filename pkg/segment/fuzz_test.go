@@ -3,7 +3,10 @@ package segment
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -41,14 +44,20 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// benchRecords are 10,000 records of 1 KiB-ish values with a key and a header,
-// as a typical event topic holds.
+// benchRecords are 10,000 records of 1 KiB JSON-like values, each different,
+// with a key and a header, as a typical event topic holds.
 func benchRecords() ([]Record, int64) {
 	var recs []Record
 	var size int64
-	value := bytes.Repeat([]byte(`{"event":"page_view","user":12345,"path":"/products/armory"}`), 17)
+	rng := rand.New(rand.NewPCG(1, 2))
+	words := strings.Fields("user order page view click cart checkout product search session device region price amount currency status")
 	for i := range 10_000 {
-		r := Record{Offset: int64(i), Key: []byte("user-12345"), Value: value,
+		var v strings.Builder
+		for v.Len() < 1000 {
+			fmt.Fprintf(&v, `"%s":%d,`, words[rng.IntN(len(words))], rng.IntN(100000))
+		}
+		value := []byte(v.String()[:1000])
+		r := Record{Offset: int64(i), Key: fmt.Appendf(nil, "user-%d", rng.IntN(1e6)), Value: value,
 			Headers: []RecordHeader{{Key: "trace-id", Value: []byte("4bf92f3577b34da6a3ce929d0e0e4736")}}}
 		recs = append(recs, r)
 		size += r.size()

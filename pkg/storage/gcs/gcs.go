@@ -98,6 +98,10 @@ func (b *Bucket) Create(ctx context.Context, name string, data io.Reader, metada
 	w := b.bucket.Object(b.prefix + name).If(gcstorage.Conditions{DoesNotExist: true}).NewWriter(ctx)
 	w.Metadata = metadata
 	w.ContentType = "application/octet-stream"
+	// One request, no 16 MiB chunk buffer per upload: segments are already
+	// in memory, and a failed upload is retried whole by the caller (an
+	// unfinished upload is never committed).
+	w.ChunkSize = 0
 	if _, err := io.Copy(w, data); err != nil {
 		_ = w.CloseWithError(err)
 		return fmt.Errorf("upload %s: %w", name, err)
