@@ -115,7 +115,11 @@ func (o *controllerOptions) run(ctx context.Context) error {
 	// warm caches; only the leader runs workers that write.
 	c.Start(ctx)
 	watchdog := leaderelection.NewLeaderHealthzAdaptor(o.renewDeadline)
-	waitEndpoints, err := endpoints.Serve(ctx, endpoints.Config{
+	// The endpoints stop with the process: on a signal, or when the work
+	// ends by itself (e.g. the Lease was lost).
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	waitEndpoints, err := endpoints.Serve(serveCtx, endpoints.Config{
 		MetricsAddress: o.metricsAddress,
 		HealthAddress:  o.healthProbeAddress,
 		Gatherer:       reg,
@@ -133,6 +137,7 @@ func (o *controllerOptions) run(ctx context.Context) error {
 
 	runErr := o.runLeading(ctx, kube, watchdog, func(ctx context.Context) error { return c.Run(ctx, o.workers) })
 	logger.Info("Controller stopped")
+	stopServing()
 	return errors.Join(runErr, waitEndpoints())
 }
 

@@ -5,10 +5,12 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kannika/armory/pkg/layout"
 	"github.com/kannika/armory/pkg/segment"
@@ -373,3 +375,49 @@ func TestSIGTERMUploadsOpenSegments(t *testing.T) {
 	w.stop(t)
 	assertExactly(t, s.bucket, topic, want)
 }
+
+// TestLosingTheLeaseStopsWritingAtOnce: when another holder takes the Lease
+// (here the test overwrites it, as a partitioned-away worker would find it
+// taken), the worker stops writing at once and exits non-zero; records
+// produced afterwards are not stored by it.
+func TestLosingTheLeaseStopsWritingAtOnce(t *testing.T) {
+	t.Parallel()
+	topic := unique("stolen.events")
+	createTopic(t, topic, 1, nil)
+	want := produced{}
+	produce(t, topic, 1, 500, want)
+	s := setupBackup(t, []string{topic}, "", false)
+	w := s.startWorker(t)
+	waitCaughtUp(t, s.bucket, topic, want, time.Minute)
+
+	leases := env.Kube.CoordinationV1().Leases(s.ns)
+	lease, err := leases.Get(ctx(), s.name+"-backup", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.NewMicroTime(time.Now())
+	intruder := "someone-else"
+	lease.Spec.HolderIdentity, lease.Spec.RenewTime, lease.Spec.AcquireTime = &intruder, &now, &now
+	lease.Spec.LeaseDurationSeconds = ptr(int32(3600))
+	if _, err := leases.Update(ctx(), lease, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w.done:
+	case <-time.After(30 * time.Second):
+		_ = w.cmd.Process.Signal(syscall.SIGQUIT)
+		time.Sleep(time.Second)
+		t.Fatal("the worker kept running after losing its Lease")
+	}
+	if code := w.cmd.ProcessState.ExitCode(); code == 0 || !strings.Contains(w.log.String(), "lost the Lease") {
+		t.Errorf("exit code %d; want non-zero with a message saying the Lease was lost", code)
+	}
+	before, _ := layout.ListPartition(ctx(), s.bucket, topic, 0)
+	produce(t, topic, 1, 500, produced{})
+	time.Sleep(2 * time.Second)
+	if after, _ := layout.ListPartition(ctx(), s.bucket, topic, 0); after.Next != before.Next {
+		t.Errorf("storage advanced from %d to %d after the Lease was lost", before.Next, after.Next)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
