@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,13 +13,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
 
-	"github.com/kannika/armory/generated/clientset/versioned"
 	"github.com/kannika/armory/pkg/controller"
 	"github.com/kannika/armory/pkg/controller/backup"
 	"github.com/kannika/armory/pkg/endpoints"
+	"github.com/kannika/armory/pkg/leader"
 )
 
 // controllerOptions are the settings of `armory controller`.
@@ -81,16 +79,7 @@ storage data itself.`,
 
 func (o *controllerOptions) run(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
-	cfg, err := o.cluster.restConfig()
-	if err != nil {
-		return err
-	}
-	cfg.UserAgent = "armory-controller"
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	armory, err := versioned.NewForConfig(cfg)
+	kube, armory, err := o.cluster.clients("armory-controller")
 	if err != nil {
 		return err
 	}
@@ -159,73 +148,17 @@ func (o *controllerOptions) runLeading(ctx context.Context, kube kubernetes.Inte
 		}
 	}
 	hostname, _ := os.Hostname()
-	identity := hostname + "_" + string(uuid.NewUUID())
-	logger := klog.FromContext(ctx).WithValues("lease", ns+"/"+leaderElectionLease, "identity", identity)
-
-	// The election outlives ctx: on SIGTERM the work drains first, and only
-	// then is the Lease released (stopElection).
-	electionCtx, stopElection := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopElection()
-	var (
-		workErr  error
-		workDone = make(chan struct{})
-		led      atomic.Bool
-	)
-	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock: &resourcelock.LeaseLock{
-			LeaseMeta:  metav1.ObjectMeta{Name: leaderElectionLease, Namespace: ns},
-			Client:     kube.CoordinationV1(),
-			LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
-		},
-		LeaseDuration:   o.leaseDuration,
-		RenewDeadline:   o.renewDeadline,
-		RetryPeriod:     o.retryPeriod,
-		ReleaseOnCancel: true,
-		WatchDog:        watchdog,
-		Name:            leaderElectionLease,
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(leadingCtx context.Context) {
-				defer close(workDone)
-				led.Store(true)
-				logger.Info("Became the leader: starting workers")
-				// Work stops on SIGTERM (ctx) or the moment leadership is lost.
-				workCtx, cancel := context.WithCancel(ctx)
-				stop := context.AfterFunc(leadingCtx, cancel)
-				defer stop()
-				workErr = work(workCtx)
-				cancel()
-				stopElection()
-			},
-			OnStoppedLeading: func() {},
-			OnNewLeader: func(current string) {
-				if current != identity {
-					logger.Info("Waiting for the leader Lease", "holder", current)
-				}
-			},
-		},
+	lease := leader.Config{Kube: kube, Namespace: ns, Name: leaderElectionLease, Identity: hostname + "_" + string(uuid.NewUUID()),
+		Timings: leader.Timings{Duration: o.leaseDuration, RenewDeadline: o.renewDeadline, RetryPeriod: o.retryPeriod}, WatchDog: watchdog}
+	return leader.Run(ctx, lease, func(leadingCtx context.Context, _ <-chan struct{}) error {
+		// The workers stop on SIGTERM (their queues drain) or the moment
+		// leadership is lost.
+		workCtx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stop := context.AfterFunc(leadingCtx, cancel)
+		defer stop()
+		return work(workCtx)
 	})
-	if err != nil {
-		return err
-	}
-	// A standby that never led has nothing to drain: stop campaigning on SIGTERM.
-	stopStandby := context.AfterFunc(ctx, func() {
-		if !led.Load() {
-			stopElection()
-		}
-	})
-	defer stopStandby()
-
-	elector.Run(electionCtx)
-	if !led.Load() {
-		return nil
-	}
-	<-workDone // never return while workers may still write
-	if ctx.Err() == nil {
-		logger.Info("Lost the leader Lease: stopping")
-		return errors.Join(workErr, errors.New("lost the leader Lease"))
-	}
-	logger.Info("Released the leader Lease")
-	return workErr
 }
 
 // image returns the worker image: the flag, else the image of the

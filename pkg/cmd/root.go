@@ -11,9 +11,12 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+
+	"github.com/kannika/armory/generated/clientset/versioned"
 )
 
 // Execute runs the armory command line and returns the process exit code.
@@ -89,6 +92,24 @@ func (f *clusterFlags) restConfig() (*rest.Config, error) {
 		return nil, fmt.Errorf("load kubeconfig: %w (pass --kubeconfig, or run inside a cluster)", err)
 	}
 	return cfg, nil
+}
+
+// clients returns clients of the core API and of the kannika.io API.
+func (f *clusterFlags) clients(userAgent string) (kubernetes.Interface, versioned.Interface, error) {
+	cfg, err := f.restConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.UserAgent = userAgent
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	armory, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return kube, armory, nil
 }
 
 // signalContext is cancelled on the first SIGINT or SIGTERM; a second one

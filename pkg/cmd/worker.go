@@ -12,11 +12,10 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
-	"github.com/kannika/armory/generated/clientset/versioned"
 	"github.com/kannika/armory/pkg/endpoints"
+	"github.com/kannika/armory/pkg/leader"
 	"github.com/kannika/armory/pkg/worker"
 )
 
@@ -26,7 +25,7 @@ type workerOptions struct {
 	backup             string
 	restore            string
 	storagePath        string
-	lease              worker.LeaseTimings
+	lease              leader.Timings
 	statusInterval     time.Duration
 	recheckInterval    time.Duration
 	metricsAddress     string
@@ -70,11 +69,11 @@ SIGTERM it uploads its open segments, then releases the Lease and exits.`,
 	f.StringVar(&o.restore, "restore", "", "Name of the Restore to run.")
 	f.StringVar(&o.storagePath, "storage-path", worker.DefaultStoragePath,
 		"Where a volume Storage is mounted (set it to a local folder to debug a volume Backup from a laptop).")
-	f.DurationVar(&o.lease.Duration, "lease-duration", worker.DefaultLeaseTimings.Duration,
+	f.DurationVar(&o.lease.Duration, "lease-duration", leader.DefaultTimings.Duration,
 		"How long after the holder's last renewal another worker may take the Lease.")
-	f.DurationVar(&o.lease.RenewDeadline, "lease-renew-deadline", worker.DefaultLeaseTimings.RenewDeadline,
+	f.DurationVar(&o.lease.RenewDeadline, "lease-renew-deadline", leader.DefaultTimings.RenewDeadline,
 		"How long the holder tries to renew before it stops writing.")
-	f.DurationVar(&o.lease.RetryPeriod, "lease-retry-period", worker.DefaultLeaseTimings.RetryPeriod,
+	f.DurationVar(&o.lease.RetryPeriod, "lease-retry-period", leader.DefaultTimings.RetryPeriod,
 		"How often to try to take or renew the Lease.")
 	f.DurationVar(&o.statusInterval, "status-interval", 10*time.Second,
 		"How often progress is written to the resource's status, when it changed.")
@@ -107,16 +106,7 @@ func (o *workerOptions) validate() error {
 }
 
 func (o *workerOptions) runBackup(ctx context.Context) error {
-	cfg, err := o.cluster.restConfig()
-	if err != nil {
-		return err
-	}
-	cfg.UserAgent = "armory-worker"
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	armory, err := versioned.NewForConfig(cfg)
+	kube, armory, err := o.cluster.clients("armory-worker")
 	if err != nil {
 		return err
 	}

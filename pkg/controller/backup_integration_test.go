@@ -54,7 +54,7 @@ func TestBackupExampleGoesFromReadyToStreamingAndBack(t *testing.T) {
 		t.Errorf("back to Ready %v after the last renewal; want within the lease duration (%v)", late, workerLeaseDuration)
 	}
 
-	waitFor(t, 10*time.Second, "three events", func() (bool, string) {
+	testenv.WaitFor(t, 10*time.Second, "three events", func() (bool, string) {
 		events := eventsOf(t, ns, "backup-example")
 		return len(events) >= 3, fmt.Sprint(events)
 	})
@@ -63,13 +63,13 @@ func TestBackupExampleGoesFromReadyToStreamingAndBack(t *testing.T) {
 		t.Errorf("events = %v, want Ready, Streaming, Ready", events)
 	}
 
-	code, metrics := get(c.metricsAddr, "/metrics")
+	code, metrics := testenv.HTTPGet(c.metricsAddr, "/metrics")
 	for _, want := range []string{`armory_workqueue_adds_total{name="backups"}`, `armory_controller_sync_duration_seconds_count{queue="backups"}`} {
 		if code != http.StatusOK || !strings.Contains(metrics, want) {
 			t.Errorf("/metrics (%d) does not show %s", code, want)
 		}
 	}
-	if code, body := get(c.healthAddr, "/healthz"); code != http.StatusOK {
+	if code, body := testenv.HTTPGet(c.healthAddr, "/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz = %d %s", code, body)
 	}
 }
@@ -240,7 +240,7 @@ spec:
 			waitForReplicas(t, ns, tc.name, 1)
 			// Events are recorded asynchronously: wait for both, then
 			// check that there are no more.
-			waitFor(t, 10*time.Second, "a Warning and a Normal/Ready event", func() (bool, string) {
+			testenv.WaitFor(t, 10*time.Second, "a Warning and a Normal/Ready event", func() (bool, string) {
 				events := eventsOf(t, ns, tc.name)
 				return len(events) >= 2, fmt.Sprint(events)
 			})
@@ -282,7 +282,7 @@ func TestEditRollsTheWorkerAndARestartWritesNothing(t *testing.T) {
 	}
 	kubectl(t, "", "patch", "backup", "backup-example", "-n", ns, "--type=json",
 		"-p", `[{"op":"add","path":"/spec/streams/-","value":{"topic":"new.events"}}]`)
-	waitFor(t, 30*time.Second, "the Deployment's inputs hash to change", func() (bool, string) {
+	testenv.WaitFor(t, 30*time.Second, "the Deployment's inputs hash to change", func() (bool, string) {
 		h := hash()
 		return h != before && h != "", h
 	})
@@ -299,7 +299,7 @@ func TestEditRollsTheWorkerAndARestartWritesNothing(t *testing.T) {
 		t.Errorf("pausing and resuming changed the pod template (hash %s → %s)", rolled, h)
 	}
 
-	waitFor(t, 10*time.Second, "the Ready, Paused, Ready events", func() (bool, string) {
+	testenv.WaitFor(t, 10*time.Second, "the Ready, Paused, Ready events", func() (bool, string) {
 		events := eventsOf(t, ns, "backup-example")
 		return len(events) == 3, fmt.Sprint(events)
 	})
@@ -309,8 +309,8 @@ func TestEditRollsTheWorkerAndARestartWritesNothing(t *testing.T) {
 	c2 := startController(t, ns, "armory:test")
 	// Let the restarted controller sync everything, and resync the Backup a
 	// few times (an annotation changes no spec and no status).
-	waitFor(t, 30*time.Second, "the restarted controller to sync the backups queue", func() (bool, string) {
-		_, m := get(c2.metricsAddr, "/metrics")
+	testenv.WaitFor(t, 30*time.Second, "the restarted controller to sync the backups queue", func() (bool, string) {
+		_, m := testenv.HTTPGet(c2.metricsAddr, "/metrics")
 		return strings.Contains(m, `armory_controller_sync_duration_seconds_count{queue="backups"}`), "no backup synced yet"
 	})
 	for i := range 3 {
@@ -389,11 +389,11 @@ func TestOnlyTheLeaderWrites(t *testing.T) {
 		}
 		return d.Spec.Template.Spec.Containers[0].Image
 	}
-	waitFor(t, 30*time.Second, "controller a to create the Deployment", func() (bool, string) { return image() == "armory:leader-a", image() })
+	testenv.WaitFor(t, 30*time.Second, "controller a to create the Deployment", func() (bool, string) { return image() == "armory:leader-a", image() })
 
 	b := startController(t, ns, "armory:standby-b") // ready: its caches are synced
-	waitFor(t, 10*time.Second, "controller b to wait for the Lease", func() (bool, string) {
-		return strings.Contains(b.log.String(), "Waiting for the leader Lease"), "b has not logged it"
+	testenv.WaitFor(t, 10*time.Second, "controller b to wait for the Lease", func() (bool, string) {
+		return strings.Contains(b.log.String(), "Another holds the Lease: waiting"), "b has not logged it"
 	})
 	// An edit while b stands by is handled by a alone.
 	kubectl(t, "", "patch", "backup", "backup-example", "-n", ns, "--type=merge", "-p", `{"spec":{"segmentRolloverTriggers":{"timeoutSeconds":30}}}`)
@@ -402,14 +402,14 @@ func TestOnlyTheLeaderWrites(t *testing.T) {
 	if got := image(); got != "armory:leader-a" {
 		t.Fatalf("the standby wrote the Deployment: image %q", got)
 	}
-	if strings.Contains(b.log.String(), "Became the leader") {
+	if strings.Contains(b.log.String(), "Took the Lease: starting") {
 		t.Fatalf("both controllers lead at once")
 	}
 
 	a.stop() // releases the Lease after draining
-	waitFor(t, 30*time.Second, "controller b to take over and write", func() (bool, string) { return image() == "armory:standby-b", image() })
+	testenv.WaitFor(t, 30*time.Second, "controller b to take over and write", func() (bool, string) { return image() == "armory:standby-b", image() })
 	lease, err := env.Kube.CoordinationV1().Leases(ns).Get(ctx(), "armory-controller", metav1.GetOptions{})
-	if err != nil || lease.Spec.HolderIdentity == nil || !strings.Contains(b.log.String(), "Became the leader") {
+	if err != nil || lease.Spec.HolderIdentity == nil || !strings.Contains(b.log.String(), "Took the Lease: starting") {
 		t.Errorf("b took over but the Lease does not show it: %v %+v", err, lease)
 	}
 }
@@ -483,7 +483,7 @@ func TestVolumeStorageGetsAClaimMountedIntoItsWorkers(t *testing.T) {
 	kubectl(t, "apiVersion: kannika.io/v1alpha\nkind: Backup\nmetadata: {name: to-volume}\nspec: {source: my-kafka-cluster, sink: my-volume, streams: [{topic: a}]}\n",
 		"apply", "-n", ns, "-f", "-")
 	var pvc *corev1.PersistentVolumeClaim
-	waitFor(t, 30*time.Second, "the Storage's PersistentVolumeClaim", func() (bool, string) {
+	testenv.WaitFor(t, 30*time.Second, "the Storage's PersistentVolumeClaim", func() (bool, string) {
 		var err error
 		pvc, err = env.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx(), "my-volume-storage", metav1.GetOptions{})
 		return err == nil, fmt.Sprint(err)
@@ -491,7 +491,7 @@ func TestVolumeStorageGetsAClaimMountedIntoItsWorkers(t *testing.T) {
 	if q := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; q.String() != "10Gi" || *pvc.Spec.StorageClassName != "standard" {
 		t.Errorf("claim = %s of class %v, want 10Gi of standard", q.String(), pvc.Spec.StorageClassName)
 	}
-	waitFor(t, 30*time.Second, "Storage my-volume Ready", func() (bool, string) {
+	testenv.WaitFor(t, 30*time.Second, "Storage my-volume Ready", func() (bool, string) {
 		s, _ := env.Armory.KannikaV1alpha().Storages(ns).Get(ctx(), "my-volume", metav1.GetOptions{})
 		return s.Status.Phase == v1alpha.PhaseReady && s.Status.Location == "pvc/my-volume-storage", s.Status.Message + " " + s.Status.Location
 	})
@@ -526,17 +526,17 @@ spec:
     properties: {bootstrap.servers: "kafka:9092", auto.offset.reset: earliest}
 `, "apply", "-n", ns, "-f", "-")
 	applyExample(t, ns, "my-kafka-cluster", "my-storage", "restore-example")
-	waitFor(t, 30*time.Second, "EventHub odd-kafka Failed", func() (bool, string) {
+	testenv.WaitFor(t, 30*time.Second, "EventHub odd-kafka Failed", func() (bool, string) {
 		eh, _ := env.Armory.KannikaV1alpha().EventHubs(ns).Get(ctx(), "odd-kafka", metav1.GetOptions{})
 		return eh.Status.Phase == v1alpha.PhaseFailed &&
 			strings.HasPrefix(eh.Status.Message, `💥 Failed: spec.kafka.properties[auto.offset.reset]: Unsupported value: "auto.offset.reset"`), eh.Status.Message
 	})
-	waitFor(t, 30*time.Second, "restore-example to say restores are not built", func() (bool, string) {
+	testenv.WaitFor(t, 30*time.Second, "restore-example to say restores are not built", func() (bool, string) {
 		r, _ := env.Armory.KannikaV1alpha().Restores(ns).Get(ctx(), "restore-example", metav1.GetOptions{})
 		return r.Status.Phase == v1alpha.PhaseFailed && strings.Contains(r.Status.Message, "cannot run restores yet"), r.Status.Message
 	})
 	kubectl(t, "", "patch", "restore", "restore-example", "-n", ns, "--type=merge", "-p", `{"spec":{"enabled":false}}`)
-	waitFor(t, 30*time.Second, "restore-example Ready once disabled", func() (bool, string) {
+	testenv.WaitFor(t, 30*time.Second, "restore-example Ready once disabled", func() (bool, string) {
 		r, _ := env.Armory.KannikaV1alpha().Restores(ns).Get(ctx(), "restore-example", metav1.GetOptions{})
 		return r.Status.Phase == v1alpha.PhaseReady, r.Status.Message
 	})

@@ -1,16 +1,13 @@
 package controller_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,27 +45,10 @@ func TestMain(m *testing.M) {
 type controllerProcess struct {
 	t           *testing.T
 	cmd         *exec.Cmd
-	log         *syncBuffer
+	log         *testenv.Output
 	healthAddr  string
 	metricsAddr string
 	done        chan struct{}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // Lease timings of the test controllers: short, so failover tests are quick.
@@ -79,7 +59,7 @@ const (
 
 func startController(t *testing.T, ns, image string) *controllerProcess {
 	t.Helper()
-	p := &controllerProcess{t: t, log: &syncBuffer{}, healthAddr: freeAddr(t), metricsAddr: freeAddr(t), done: make(chan struct{})}
+	p := &controllerProcess{t: t, log: &testenv.Output{}, healthAddr: testenv.FreeAddr(t), metricsAddr: testenv.FreeAddr(t), done: make(chan struct{})}
 	p.cmd = exec.Command(armory, "controller",
 		"--kubeconfig", env.Kubeconfig,
 		"--namespace", ns,
@@ -102,8 +82,8 @@ func startController(t *testing.T, ns, image string) *controllerProcess {
 			t.Logf("controller log (%s):\n%s", image, p.log.String())
 		}
 	})
-	waitFor(t, 30*time.Second, "the controller's /readyz", func() (bool, string) {
-		code, body := get(p.healthAddr, "/readyz")
+	testenv.WaitFor(t, 30*time.Second, "the controller's /readyz", func() (bool, string) {
+		code, body := testenv.HTTPGet(p.healthAddr, "/readyz")
 		return code == http.StatusOK, fmt.Sprintf("%d %s", code, body)
 	})
 	return p
@@ -126,46 +106,6 @@ func (p *controllerProcess) stop() {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func get(addr, path string) (int, string) {
-	client := http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get("http://" + addr + path)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	_, _ = b.ReadFrom(resp.Body)
-	return resp.StatusCode, b.String()
-}
-
-// waitFor polls cond every 100ms until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s; last seen: %s", timeout, what, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func ctx() context.Context { return context.Background() }
 
 func backupOf(t *testing.T, ns, name string) *v1alpha.Backup {
@@ -181,7 +121,7 @@ func backupOf(t *testing.T, ns, name string) *v1alpha.Backup {
 func waitForPhase(t *testing.T, ns, name string, phase v1alpha.Phase, message string) *v1alpha.Backup {
 	t.Helper()
 	var b *v1alpha.Backup
-	waitFor(t, 30*time.Second, fmt.Sprintf("Backup %s to be %s %q", name, phase, message), func() (bool, string) {
+	testenv.WaitFor(t, 30*time.Second, fmt.Sprintf("Backup %s to be %s %q", name, phase, message), func() (bool, string) {
 		got, err := env.Armory.KannikaV1alpha().Backups(ns).Get(ctx(), name, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -196,7 +136,7 @@ func waitForPhase(t *testing.T, ns, name string, phase v1alpha.Phase, message st
 // waitForReplicas waits until a Backup's Deployment exists with n replicas.
 func waitForReplicas(t *testing.T, ns, backup string, n int32) {
 	t.Helper()
-	waitFor(t, 30*time.Second, fmt.Sprintf("Deployment %s-backup at %d replicas", backup, n), func() (bool, string) {
+	testenv.WaitFor(t, 30*time.Second, fmt.Sprintf("Deployment %s-backup at %d replicas", backup, n), func() (bool, string) {
 		d, err := env.Kube.AppsV1().Deployments(ns).Get(ctx(), backup+"-backup", metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()

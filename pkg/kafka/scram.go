@@ -14,6 +14,15 @@ var (
 	sha512Gen scram.HashGeneratorFcn = func() hash.Hash { return sha512.New() }
 )
 
+// SCRAMClient is a sarama SCRAM client for "SCRAM-SHA-256" or
+// "SCRAM-SHA-512", for any sarama client that needs one.
+func SCRAMClient(mechanism string) func() sarama.SCRAMClient {
+	if mechanism == "SCRAM-SHA-256" {
+		return scramClient(sha256Gen)
+	}
+	return scramClient(sha512Gen)
+}
+
 // scramClient adapts xdg-go/scram (sarama's own test dependency) to sarama.
 func scramClient(gen scram.HashGeneratorFcn) func() sarama.SCRAMClient {
 	return func() sarama.SCRAMClient { return &scramConversation{gen: gen} }

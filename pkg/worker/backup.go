@@ -24,6 +24,7 @@ import (
 	"github.com/kannika/armory/generated/clientset/versioned"
 	"github.com/kannika/armory/pkg/credentials"
 	"github.com/kannika/armory/pkg/kafka"
+	"github.com/kannika/armory/pkg/leader"
 	"github.com/kannika/armory/pkg/segment"
 	"github.com/kannika/armory/pkg/storage"
 	"github.com/kannika/armory/pkg/storage/gcs"
@@ -50,7 +51,7 @@ type BackupOptions struct {
 	Identity string
 	// StoragePath is where a volume Storage is mounted.
 	StoragePath string
-	Lease       LeaseTimings
+	Lease       leader.Timings
 	// StatusInterval is how often progress is written to the status.
 	StatusInterval time.Duration
 	// Recheck is how often new partitions are looked for and failed
@@ -75,10 +76,11 @@ func RunBackup(ctx context.Context, o BackupOptions) error {
 			o.Ready(h)
 		}
 	}
-	return withLease(ctx, o.Kube, o.Namespace, workerlease.ForBackup(o.Name), o.Identity, workerlease.BackupLabels(o.Name),
-		o.Lease, held, func(ctx context.Context, drain <-chan struct{}) error {
-			return runBackup(ctx, drain, o, m)
-		})
+	lease := leader.Config{Kube: o.Kube, Namespace: o.Namespace, Name: workerlease.ForBackup(o.Name), Identity: o.Identity,
+		Labels: workerlease.BackupLabels(o.Name), Timings: o.Lease, Held: held}
+	return leader.Run(ctx, lease, func(ctx context.Context, drain <-chan struct{}) error {
+		return runBackup(ctx, drain, o, m)
+	})
 }
 
 // backupRun is one Backup being backed up, while the Lease is held.

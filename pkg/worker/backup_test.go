@@ -17,6 +17,8 @@ import (
 	"github.com/kannika/armory/pkg/layout"
 	"github.com/kannika/armory/pkg/segment"
 	"github.com/kannika/armory/pkg/worker"
+
+	"github.com/kannika/armory/pkg/testenv"
 )
 
 // TestEveryRecordReachesStorageExactlyOnce: 3 topics × 3 partitions, over
@@ -42,7 +44,7 @@ func TestEveryRecordReachesStorageExactlyOnce(t *testing.T) {
 	}
 
 	// What a user sees while it runs: progress in the status, and metrics.
-	waitFor(t, 30*time.Second, "progress in the Backup's status", func() (bool, string) {
+	testenv.WaitFor(t, 30*time.Second, "progress in the Backup's status", func() (bool, string) {
 		b := backupOf(t, s.ns, s.name)
 		if len(b.Status.Streams) != 3 || b.Status.StreamsReady != "3/3" || b.Status.LastUploadTime == nil {
 			return false, fmt.Sprintf("%d streams, ready %q", len(b.Status.Streams), b.Status.StreamsReady)
@@ -69,7 +71,7 @@ func TestEveryRecordReachesStorageExactlyOnce(t *testing.T) {
 			t.Errorf("kubectl get backup -o yaml does not show %q", field)
 		}
 	}
-	code, metrics := get(w.metricsAddr, "/metrics")
+	code, metrics := testenv.HTTPGet(w.metricsAddr, "/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: %d", code)
 	}
@@ -79,7 +81,7 @@ func TestEveryRecordReachesStorageExactlyOnce(t *testing.T) {
 			t.Errorf("/metrics does not show %s", line)
 		}
 	}
-	if code, _ := get(w.healthAddr, "/readyz"); code != http.StatusOK {
+	if code, _ := testenv.HTTPGet(w.healthAddr, "/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz = %d while backing up", code)
 	}
 
@@ -132,7 +134,7 @@ func TestKubectlShowsTheRealWorkerStreaming(t *testing.T) {
 	controller := exec.Command(armory, "controller", "--kubeconfig", env.Kubeconfig, "--namespace", s.ns,
 		"--leader-election-namespace", s.ns, "--worker-image", "armory:test",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
-	var controllerLog syncBuffer
+	var controllerLog testenv.Output
 	controller.Stdout, controller.Stderr = &controllerLog, &controllerLog
 	if err := controller.Start(); err != nil {
 		t.Fatal(err)
@@ -147,7 +149,7 @@ func TestKubectlShowsTheRealWorkerStreaming(t *testing.T) {
 
 	// The worker runs the Deployment's command line.
 	var d *appsv1.Deployment
-	waitFor(t, 30*time.Second, "the worker Deployment", func() (bool, string) {
+	testenv.WaitFor(t, 30*time.Second, "the worker Deployment", func() (bool, string) {
 		var err error
 		d, err = env.Kube.AppsV1().Deployments(s.ns).Get(ctx(), s.name+"-backup", metav1.GetOptions{})
 		return err == nil, fmt.Sprint(err)
@@ -157,7 +159,7 @@ func TestKubectlShowsTheRealWorkerStreaming(t *testing.T) {
 	}
 	w := s.startWorker(t)
 	waitCaughtUp(t, s.bucket, topic, want, time.Minute)
-	waitFor(t, 30*time.Second, "kubectl get backups to show Streaming with progress", func() (bool, string) {
+	testenv.WaitFor(t, 30*time.Second, "kubectl get backups to show Streaming with progress", func() (bool, string) {
 		out, _, _ := env.Kubectl(t, "", "get", "backups", "-n", s.ns, "-o", "wide")
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		if len(lines) != 2 {
@@ -168,7 +170,7 @@ func TestKubectlShowsTheRealWorkerStreaming(t *testing.T) {
 			strings.Contains(row, " 0 ") && strings.Contains(row, time.Now().UTC().Format("2006-01-02T")), out
 	})
 	w.stop(t)
-	waitFor(t, 30*time.Second, "the Backup to be Ready once the worker stopped", func() (bool, string) {
+	testenv.WaitFor(t, 30*time.Second, "the Backup to be Ready once the worker stopped", func() (bool, string) {
 		b := backupOf(t, s.ns, s.name)
 		return b.Status.Phase == "Ready" && b.Status.Message == "🌈 Ready", b.Status.Message
 	})

@@ -18,6 +18,8 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/kannika/armory/pkg/kafka"
 )
 
 // TestSASLFromCredentials backs up a Kafka cluster that requires SASL
@@ -38,7 +40,7 @@ func TestSASLFromCredentials(t *testing.T) {
 	cfg.Net.SASL.Enable = true
 	cfg.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA512
 	cfg.Net.SASL.User, cfg.Net.SASL.Password = user, password
-	cfg.Net.SASL.SCRAMClientGeneratorFunc = testSCRAMClient
+	cfg.Net.SASL.SCRAMClientGeneratorFunc = kafka.SCRAMClient("SCRAM-SHA-512")
 	p, err := sarama.NewSyncProducer(cluster.ListenAddrs(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,8 @@ import (
 	"github.com/kannika/armory/pkg/layout"
 	"github.com/kannika/armory/pkg/segment"
 	"github.com/kannika/armory/pkg/worker"
+
+	"github.com/kannika/armory/pkg/testenv"
 )
 
 // TestSIGKILLLosesAndDuplicatesNothing kills the worker with SIGKILL at 5
@@ -48,7 +50,7 @@ func TestSIGKILLLosesAndDuplicatesNothing(t *testing.T) {
 		w := s.startWorker(t)
 		// Let it take the Lease (the killed one's must expire first) and
 		// work for a random while, then kill it mid-whatever.
-		waitFor(t, 30*time.Second, "the worker to take the Lease", func() (bool, string) {
+		testenv.WaitFor(t, 30*time.Second, "the worker to take the Lease", func() (bool, string) {
 			return strings.Contains(w.log.String(), "Took the Lease"), "waiting"
 		})
 		time.Sleep(time.Duration(200+rng.IntN(1500)) * time.Millisecond)
@@ -57,7 +59,7 @@ func TestSIGKILLLosesAndDuplicatesNothing(t *testing.T) {
 	}
 	<-producing
 	w := s.startWorker(t)
-	waitFor(t, 30*time.Second, "the last worker to take the Lease", func() (bool, string) {
+	testenv.WaitFor(t, 30*time.Second, "the last worker to take the Lease", func() (bool, string) {
 		return strings.Contains(w.log.String(), "Took the Lease"), "waiting"
 	})
 	mu.Lock()
@@ -177,7 +179,7 @@ func TestNewPartitionsCompactionAndRetention(t *testing.T) {
 	}
 	admin.Close()
 	produce(t, growing, 3, 900, wantGrowing)
-	waitFor(t, 30*time.Second, "the worker to find the new partitions", func() (bool, string) {
+	testenv.WaitFor(t, 30*time.Second, "the worker to find the new partitions", func() (bool, string) {
 		return strings.Count(w.log.String(), "New partition found") >= 2, "not yet"
 	})
 	waitCaughtUp(t, s.bucket, growing, wantGrowing, time.Minute)
@@ -216,12 +218,12 @@ func TestTwoWorkersOneWriter(t *testing.T) {
 	produce(t, topic, 3, 3_000, want)
 	s := setupBackup(t, []string{topic}, "", false)
 	first := s.startWorker(t)
-	waitFor(t, 30*time.Second, "the first worker to take the Lease", func() (bool, string) {
+	testenv.WaitFor(t, 30*time.Second, "the first worker to take the Lease", func() (bool, string) {
 		return strings.Contains(first.log.String(), "Took the Lease"), ""
 	})
 	second := s.startWorker(t)
-	waitFor(t, 30*time.Second, "the second worker to wait for the Lease", func() (bool, string) {
-		return strings.Contains(second.log.String(), "Another worker holds the Lease: waiting"), ""
+	testenv.WaitFor(t, 30*time.Second, "the second worker to wait for the Lease", func() (bool, string) {
+		return strings.Contains(second.log.String(), "Another holds the Lease: waiting"), ""
 	})
 	waitCaughtUp(t, s.bucket, topic, want, time.Minute)
 	if strings.Contains(second.log.String(), "Uploaded segment") || strings.Contains(second.log.String(), "Took the Lease") {
@@ -229,7 +231,7 @@ func TestTwoWorkersOneWriter(t *testing.T) {
 	}
 	first.stop(t)
 	produce(t, topic, 3, 3_000, want)
-	waitFor(t, 30*time.Second, "the second worker to take over", func() (bool, string) {
+	testenv.WaitFor(t, 30*time.Second, "the second worker to take over", func() (bool, string) {
 		return strings.Contains(second.log.String(), "Took the Lease"), ""
 	})
 	waitCaughtUp(t, s.bucket, topic, want, time.Minute)
@@ -256,7 +258,7 @@ func TestDisablingAStreamStopsItWithoutAGap(t *testing.T) {
 		}
 	}
 	kubectl("patch", "backup", s.name, "-n", s.ns, "--type=json", "-p", `[{"op":"replace","path":"/spec/streams/0/enabled","value":false}]`)
-	waitFor(t, 30*time.Second, "the stream to be reported Stopped", func() (bool, string) {
+	testenv.WaitFor(t, 30*time.Second, "the stream to be reported Stopped", func() (bool, string) {
 		b := backupOf(t, s.ns, s.name)
 		return len(b.Status.Streams) == 1 && b.Status.Streams[0].State == worker.StreamStopped, fmt.Sprintf("%+v", b.Status.Streams)
 	})
@@ -327,7 +329,7 @@ func TestStreamsThatMustNotBeWritten(t *testing.T) {
 
 	w := s.startWorker(t)
 	waitCaughtUp(t, s.bucket, healthy, want, time.Minute)
-	waitFor(t, 30*time.Second, "both streams to report why they cannot run", func() (bool, string) {
+	testenv.WaitFor(t, 30*time.Second, "both streams to report why they cannot run", func() (bool, string) {
 		b := backupOf(t, s.ns, s.name)
 		msgs := map[string]string{}
 		for _, st := range b.Status.Streams {
@@ -362,8 +364,8 @@ func TestSIGTERMUploadsOpenSegments(t *testing.T) {
 		t.Fatalf("kubectl patch: %v\n%s%s", err, out, errOut)
 	}
 	w := s.startWorker(t)
-	waitFor(t, 30*time.Second, "every record read into the open segments", func() (bool, string) {
-		_, m := get(w.metricsAddr, "/metrics")
+	testenv.WaitFor(t, 30*time.Second, "every record read into the open segments", func() (bool, string) {
+		_, m := testenv.HTTPGet(w.metricsAddr, "/metrics")
 		return strings.Contains(m, fmt.Sprintf(`armory_worker_open_segment_records{partition="0",topic=%q} 500`, topic)) &&
 			strings.Contains(m, fmt.Sprintf(`armory_worker_open_segment_records{partition="1",topic=%q} 500`, topic)), "not yet"
 	})

@@ -5,12 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -260,32 +257,15 @@ spec:
 // workerProcess is `armory worker --backup` run as a Deployment would run it.
 type workerProcess struct {
 	cmd         *exec.Cmd
-	log         *syncBuffer
+	log         *testenv.Output
 	metricsAddr string
 	healthAddr  string
 	done        chan struct{}
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func (s *backupSetup) startWorker(t *testing.T) *workerProcess {
 	t.Helper()
-	w := &workerProcess{log: &syncBuffer{}, metricsAddr: freeAddr(t), healthAddr: freeAddr(t), done: make(chan struct{})}
+	w := &workerProcess{log: &testenv.Output{}, metricsAddr: testenv.FreeAddr(t), healthAddr: testenv.FreeAddr(t), done: make(chan struct{})}
 	args := []string{"worker", "--backup=" + s.name,
 		"--kubeconfig", env.Kubeconfig, "--namespace", s.ns,
 		"--metrics-bind-address", w.metricsAddr, "--health-probe-bind-address", w.healthAddr,
@@ -334,43 +314,6 @@ func (w *workerProcess) kill() {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func get(addr, path string) (int, string) {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get("http://" + addr + path)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
-}
-
-// waitFor polls cond every 200ms until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s; last seen: %s", timeout, what, state)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // highWater is Kafka's end offset of each partition of a topic.
 func highWater(t *testing.T, topic string) map[int32]int64 {
 	t.Helper()
@@ -410,7 +353,7 @@ func waitCaughtUp(t *testing.T, b storage.Bucket, topic string, want produced, t
 // waitStored waits until storage holds each partition up to a position.
 func waitStored(t *testing.T, b storage.Bucket, topic string, hw map[int32]int64, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, timeout, "the backup of "+topic+" to catch up with Kafka", func() (bool, string) {
+	testenv.WaitFor(t, timeout, "the backup of "+topic+" to catch up with Kafka", func() (bool, string) {
 		var state []string
 		done := true
 		for p, end := range hw {
