@@ -96,19 +96,18 @@ func (p *partitionBackup) runOnce(ctx context.Context, drain <-chan struct{}) er
 	p.progress.setError(nil)
 
 	for {
-		data, sum, drained, err := p.fill(ctx, drain, pc, next)
+		data, sum, stop, err := p.fill(ctx, drain, pc, next)
 		if err != nil {
 			return err
 		}
-		if data == nil {
-			return errDrained
+		if data != nil {
+			if err := p.upload(ctx, data, sum); err != nil {
+				return err
+			}
+			next = sum.End
 		}
-		if err := p.upload(ctx, data, sum); err != nil {
-			return err
-		}
-		next = sum.End
-		if drained {
-			return errDrained
+		if stop != nil {
+			return stop
 		}
 	}
 }
@@ -158,13 +157,16 @@ func (p *partitionBackup) storeGap(ctx context.Context, start, end int64) error 
 }
 
 // fill reads records into a new segment starting at position start until it
-// reaches the size or age limit, or drain is closed. It returns the encoded
-// segment, or nil data if drained with nothing read.
-func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sarama.PartitionConsumer, start int64) (data []byte, sum segment.Summary, drained bool, err error) {
+// reaches the size or age limit, drain is closed, or Kafka reports an error.
+// It returns the encoded segment (nil if no record was read), and stop when
+// this run must end once the segment is uploaded: errDrained, or the
+// consumer's error. Records already read are uploaded even then, so that
+// nothing read is lost to, say, retention removing what follows.
+func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sarama.PartitionConsumer, start int64) (data []byte, sum segment.Summary, stop, err error) {
 	var buf bytes.Buffer
 	w, err := segment.NewWriter(&buf, p.settings.codec, p.partition, start, 0)
 	if err != nil {
-		return nil, sum, false, err
+		return nil, sum, nil, err
 	}
 	var rollTimer <-chan time.Time
 	records := 0
@@ -181,7 +183,7 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 				continue // a compressed batch can begin before the requested offset
 			}
 			if err := w.Append(toRecord(msg)); err != nil {
-				return nil, sum, false, err
+				return nil, sum, nil, err
 			}
 			records++
 			if records == 1 {
@@ -191,23 +193,26 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 				continue
 			}
 		case cerr := <-pc.Errors():
-			return nil, sum, false, fmt.Errorf("consume: %w", cerr.Err)
+			stop = fmt.Errorf("consume: %w", cerr.Err)
+			if records == 0 {
+				return nil, sum, stop, nil
+			}
 		case <-rollTimer:
 		case <-progressTicker.C:
 			p.progress.highWater(pc.HighWaterMarkOffset())
 			openRecords.Set(float64(records))
 			continue
 		case <-drain:
+			stop = errDrained
 			if records == 0 {
-				return nil, sum, true, nil
+				return nil, sum, stop, nil
 			}
-			drained = true
 		case <-ctx.Done():
-			return nil, sum, false, ctx.Err()
+			return nil, sum, nil, ctx.Err()
 		}
 		p.progress.highWater(pc.HighWaterMarkOffset())
 		sum, err = w.Close(0)
-		return buf.Bytes(), sum, drained, err
+		return buf.Bytes(), sum, stop, err
 	}
 }
 
