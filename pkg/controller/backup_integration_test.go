@@ -456,6 +456,8 @@ spec:
 		{[]string{"get", "storages.kannika.io/my-storage"}, "yes"},
 		{[]string{"get", "credentials.kannika.io/kafka-sasl"}, "yes"},
 		{[]string{"get", "secrets/kafka-user"}, "yes"},
+		{[]string{"watch", "secrets/kafka-user"}, "no"},
+		{[]string{"create", "events"}, "no"},
 		{[]string{"create", "leases.coordination.k8s.io"}, "yes"},
 		{[]string{"update", "leases.coordination.k8s.io/backup-example-backup"}, "yes"},
 		{[]string{"get", "backups.kannika.io/paused-backup-example"}, "no"},

@@ -24,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/kannika/armory/generated/clientset/versioned"
@@ -192,4 +193,23 @@ func BuildArmory(dir string) (string, error) {
 		return "", fmt.Errorf("go build armory: %w\n%s", err, out)
 	}
 	return bin, nil
+}
+
+// KubeconfigAs writes a kubeconfig that acts as user (e.g. a ServiceAccount,
+// "system:serviceaccount:ns:name") through impersonation, so a process run
+// with it has exactly that user's permissions.
+func (e *Env) KubeconfigAs(t testing.TB, user string) string {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(e.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, auth := range cfg.AuthInfos {
+		auth.Impersonate = user
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig-as")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

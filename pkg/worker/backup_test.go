@@ -121,8 +121,9 @@ func TestEveryRecordReachesStorageExactlyOnce(t *testing.T) {
 }
 
 // TestKubectlShowsTheRealWorkerStreaming runs the controller and the worker
-// together, as in a cluster (the worker started with the Deployment's own
-// command line): kubectl shows the Backup Streaming with its progress, and
+// together, as in a cluster: the worker runs the Deployment's command line as
+// the worker ServiceAccount the controller made (so its Role is proven
+// enough), and kubectl shows the Backup Streaming with its progress, then
 // Ready again once the worker stops.
 func TestKubectlShowsTheRealWorkerStreaming(t *testing.T) {
 	t.Parallel()
@@ -157,6 +158,11 @@ func TestKubectlShowsTheRealWorkerStreaming(t *testing.T) {
 	if got := strings.Join(d.Spec.Template.Spec.Containers[0].Command, " "); got != "armory worker --backup="+s.name {
 		t.Fatalf("Deployment command = %q", got)
 	}
+	testenv.WaitFor(t, 30*time.Second, "the worker's RoleBinding", func() (bool, string) {
+		_, err := env.Kube.RbacV1().RoleBindings(s.ns).Get(ctx(), s.name+"-backup", metav1.GetOptions{})
+		return err == nil, fmt.Sprint(err)
+	})
+	s.kubeconfig = env.KubeconfigAs(t, "system:serviceaccount:"+s.ns+":"+d.Spec.Template.Spec.ServiceAccountName)
 	w := s.startWorker(t)
 	waitCaughtUp(t, s.bucket, topic, want, time.Minute)
 	testenv.WaitFor(t, 30*time.Second, "kubectl get backups to show Streaming with progress", func() (bool, string) {
@@ -169,6 +175,9 @@ func TestKubectlShowsTheRealWorkerStreaming(t *testing.T) {
 		return strings.Contains(row, "🚀 Streaming") && strings.Contains(row, " 1/1 ") &&
 			strings.Contains(row, " 0 ") && strings.Contains(row, time.Now().UTC().Format("2006-01-02T")), out
 	})
+	if strings.Contains(w.log.String(), "forbidden") {
+		t.Errorf("the worker was refused something as its ServiceAccount:\n%s", w.log.String())
+	}
 	w.stop(t)
 	testenv.WaitFor(t, 30*time.Second, "the Backup to be Ready once the worker stopped", func() (bool, string) {
 		b := backupOf(t, s.ns, s.name)

@@ -195,6 +195,9 @@ type backupSetup struct {
 	bucket   storage.Bucket
 	// storagePath is the volume's folder, for a volume Storage.
 	storagePath string
+	// kubeconfig is what the worker runs with: the test's admin one, or
+	// one acting as the worker's ServiceAccount.
+	kubeconfig string
 }
 
 func setupBackup(t *testing.T, topics []string, extraSpec string, volumeStorage bool) *backupSetup {
@@ -267,7 +270,7 @@ func (s *backupSetup) startWorker(t *testing.T) *workerProcess {
 	t.Helper()
 	w := &workerProcess{log: &testenv.Output{}, metricsAddr: testenv.FreeAddr(t), healthAddr: testenv.FreeAddr(t), done: make(chan struct{})}
 	args := []string{"worker", "--backup=" + s.name,
-		"--kubeconfig", env.Kubeconfig, "--namespace", s.ns,
+		"--kubeconfig", s.kubeconfigOrAdmin(), "--namespace", s.ns,
 		"--metrics-bind-address", w.metricsAddr, "--health-probe-bind-address", w.healthAddr,
 		"--status-interval", "500ms", "--recheck-interval", "1s",
 		"--lease-duration", "4s", "--lease-renew-deadline", "3s", "--lease-retry-period", "500ms"}
@@ -288,6 +291,13 @@ func (s *backupSetup) startWorker(t *testing.T) *workerProcess {
 		}
 	})
 	return w
+}
+
+func (s *backupSetup) kubeconfigOrAdmin() string {
+	if s.kubeconfig != "" {
+		return s.kubeconfig
+	}
+	return env.Kubeconfig
 }
 
 // stop sends SIGTERM and waits for the worker to upload and exit.

@@ -85,8 +85,10 @@ func (p *progress) setStream(topic, state, message string) {
 func (p *progress) forget(topic string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for part := range p.streams[topic].partitions {
-		p.metrics.lag.DeleteLabelValues(topic, strconv.Itoa(int(part)))
+	if s, ok := p.streams[topic]; ok {
+		for part := range s.partitions {
+			p.metrics.lag.DeleteLabelValues(topic, strconv.Itoa(int(part)))
+		}
 	}
 	delete(p.streams, topic)
 }

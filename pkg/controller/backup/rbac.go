@@ -12,9 +12,10 @@ import (
 )
 
 // A Backup's worker runs as a ServiceAccount of its own, bound to a Role that
-// names exactly what that worker may touch: its Backup (and its status), the
-// EventHub, Storage and Credentials it references, the Secrets those name,
-// and its Lease. Nothing else in the namespace.
+// names exactly what that worker may touch: its Backup (watched, and its
+// status patched), the EventHub, Storage and Credentials it references and
+// the Secrets those name (read once when it starts), and its Lease. Nothing
+// else in the namespace.
 
 func ownerRefs(b *v1alpha.Backup) []metav1.OwnerReference {
 	return []metav1.OwnerReference{*metav1.NewControllerRef(b, v1alpha.SchemeGroupVersion.WithKind("Backup"))}
@@ -31,9 +32,9 @@ func NewServiceAccount(b *v1alpha.Backup) *corev1.ServiceAccount {
 // its Credentials, whether or not those objects exist yet, so that creating a
 // missing one lets the worker read it at once.
 func NewRole(b *v1alpha.Backup, r refs.Resolved) *rbacv1.Role {
-	read := []string{"get", "list", "watch"}
+	read := []string{"get"}
 	rules := []rbacv1.PolicyRule{
-		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"backups"}, ResourceNames: []string{b.Name}, Verbs: read},
+		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"backups"}, ResourceNames: []string{b.Name}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"backups/status"}, ResourceNames: []string{b.Name}, Verbs: []string{"get", "patch"}},
 		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"eventhubs"}, ResourceNames: []string{b.Spec.Source}, Verbs: read},
 		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"storages"}, ResourceNames: []string{b.Spec.Sink}, Verbs: read},
@@ -60,7 +61,6 @@ func NewRole(b *v1alpha.Backup, r refs.Resolved) *rbacv1.Role {
 		// create cannot be limited by name; get and update can.
 		rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
 		rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{DeploymentName(b)}, Verbs: []string{"get", "update"}},
-		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 	)
 	return &rbacv1.Role{
 		ObjectMeta: metav1.ObjectMeta{Name: DeploymentName(b), Namespace: b.Namespace, Labels: Labels(b), OwnerReferences: ownerRefs(b)},
