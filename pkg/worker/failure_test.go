@@ -423,3 +423,31 @@ func TestLosingTheLeaseStopsWritingAtOnce(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestRecreatedTopicIsNotMixedIn deletes and recreates a topic while its
+// backup runs: records of the new topic never enter the old backup, and the
+// stream says why it stopped.
+func TestRecreatedTopicIsNotMixedIn(t *testing.T) {
+	t.Parallel()
+	topic := unique("reborn.events")
+	createTopic(t, topic, 1, nil)
+	want := produced{}
+	produce(t, topic, 1, 300, want)
+	s := setupBackup(t, []string{topic}, "", false)
+	w := s.startWorker(t)
+	waitCaughtUp(t, s.bucket, topic, want, time.Minute)
+
+	if err := kfk.DeleteTopic(topic); err != nil {
+		t.Fatal(err)
+	}
+	createTopic(t, topic, 1, nil)
+	produce(t, topic, 1, 800, produced{}) // offsets pass the old topic's 300
+	testenv.WaitFor(t, 30*time.Second, "the stream to report the recreated topic", func() (bool, string) {
+		b := backupOf(t, s.ns, s.name)
+		return len(b.Status.Streams) == 1 && b.Status.Streams[0].State == worker.StreamFailed &&
+			strings.Contains(b.Status.Streams[0].Message, "was deleted and recreated"), fmt.Sprintf("%+v", b.Status.Streams)
+	})
+	time.Sleep(2 * time.Second) // more than a rollover timeout
+	w.stop(t)
+	assertExactly(t, s.bucket, topic, want)
+}

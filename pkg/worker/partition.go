@@ -36,6 +36,9 @@ type partitionBackup struct {
 	consumer  sarama.Consumer
 	metrics   *metrics
 	progress  *partitionProgress
+	// verifyTopic is asked before every upload whether the topic is still
+	// the one being backed up (not deleted and recreated).
+	verifyTopic func() error
 }
 
 // errDrained ends a partition's run after its last segment is uploaded.
@@ -51,6 +54,11 @@ func (p *partitionBackup) run(ctx context.Context, drain <-chan struct{}) {
 		err := p.runOnce(ctx, drain)
 		switch {
 		case ctx.Err() != nil, errors.Is(err, errDrained):
+			return
+		case errors.Is(err, errStreamConflict):
+			// The stream reports it; this partition must not write again.
+			p.progress.setError(err)
+			logger.Error(err, "Partition backup stopped")
 			return
 		case errors.Is(err, storage.ErrExists):
 			// Another writer stored this segment first (a stale worker, or a
@@ -232,6 +240,11 @@ func toRecord(msg *sarama.ConsumerMessage) *segment.Record {
 // writer got there first.
 func (p *partitionBackup) upload(ctx context.Context, data []byte, sum segment.Summary) error {
 	name := layout.SegmentName(p.topic, p.partition, sum.Start)
+	if p.verifyTopic != nil {
+		if err := p.verifyTopic(); err != nil {
+			return fmt.Errorf("before uploading %s: %w", name, err)
+		}
+	}
 	began := time.Now()
 	if err := p.bucket.Create(ctx, name, bytes.NewReader(data), layout.SegmentMetadata(sum)); err != nil {
 		return fmt.Errorf("upload %s: %w", name, err)

@@ -27,9 +27,12 @@ type streamBackup struct {
 	consumer sarama.Consumer
 	metrics  *metrics
 	progress *progress
-	// recheck is how often partitions are listed again, and a failed
-	// topic check retried.
+	// recheck is how often partitions are listed again and the topic
+	// checked again.
 	recheck time.Duration
+
+	// topicID is the id the backup in storage belongs to, once checked.
+	topicID string
 }
 
 // errStreamConflict is a check that cannot pass until a person acts.
@@ -49,15 +52,15 @@ func (s *streamBackup) run(ctx context.Context, drain <-chan struct{}) {
 	defer tick.Stop()
 	checked := false
 	for {
-		if !checked {
-			if err := s.check(ctx); err != nil {
-				s.metrics.errors.WithLabelValues(s.topic, "stream").Inc()
-				s.progress.setStream(s.topic, StreamFailed, err.Error())
-				logger.Error(err, "Stream cannot run; checking again later", "in", s.recheck)
-			} else {
-				checked = true
-				s.progress.setStream(s.topic, StreamStreaming, "")
-			}
+		// Checked at every tick, not only once: a topic deleted and
+		// recreated while running must stop the stream.
+		if err := s.check(ctx); err != nil {
+			s.metrics.errors.WithLabelValues(s.topic, "stream").Inc()
+			s.progress.setStream(s.topic, StreamFailed, err.Error())
+			logger.Error(err, "Stream cannot run; checking again later", "in", s.recheck)
+		} else if !checked {
+			checked = true
+			s.progress.setStream(s.topic, StreamStreaming, "")
 		}
 		if checked {
 			parts, err := s.partitions()
@@ -75,7 +78,8 @@ func (s *streamBackup) run(ctx context.Context, drain <-chan struct{}) {
 				}
 				running[part] = true
 				pb := &partitionBackup{topic: s.topic, partition: part, settings: s.settings, bucket: s.bucket,
-					client: s.client, consumer: s.consumer, metrics: s.metrics, progress: s.progress.partition(s.topic, part)}
+					client: s.client, consumer: s.consumer, metrics: s.metrics, progress: s.progress.partition(s.topic, part),
+					verifyTopic: s.verifyTopic}
 				wg.Go(func() { pb.run(ctx, drain) })
 			}
 		}
@@ -128,12 +132,31 @@ func (s *streamBackup) check(ctx context.Context) error {
 			return fmt.Errorf("%w: topic %q in this Storage was backed up from Kafka cluster %s, the EventHub is cluster %s; use another Storage or prefix for this cluster",
 				errStreamConflict, s.topic, have.ClusterID, clusterID)
 		case have.TopicID != topicID:
-			return fmt.Errorf("%w: topic %q was deleted and recreated (topic id %s in storage, %s in Kafka); its old backup is kept: back the new topic up to another Storage or prefix",
-				errStreamConflict, s.topic, have.TopicID, topicID)
+			return recreatedError(s.topic, have.TopicID, topicID)
 		}
+		s.topicID = topicID
 		return nil
 	}
 	return fmt.Errorf("could not read %s", layout.TopicMetaName(s.topic))
+}
+
+func recreatedError(topic, stored, current string) error {
+	return fmt.Errorf("%w: topic %q was deleted and recreated (topic id %s in storage, %s in Kafka); its old backup is kept: back the new topic up to another Storage or prefix",
+		errStreamConflict, topic, stored, current)
+}
+
+// verifyTopic checks, before a segment is uploaded, that the topic in Kafka
+// is still the one whose backup storage holds: records of a topic recreated
+// under the same name are never mixed into the old topic's backup.
+func (s *streamBackup) verifyTopic() error {
+	_, topicID, _, err := s.describe()
+	if err != nil {
+		return err
+	}
+	if topicID != s.topicID {
+		return recreatedError(s.topic, s.topicID, topicID)
+	}
+	return nil
 }
 
 // describe returns the cluster id, the topic's id and partition count.
