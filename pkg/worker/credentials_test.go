@@ -4,15 +4,20 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -196,4 +201,65 @@ func newCert(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, name s
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestGCPKeyFromCredentials writes to GCS with a service-account key read
+// from a Secret through gcp Credentials. The key's token_uri points at a
+// token server on loopback, so nothing leaves the machine; the key itself
+// appears in no log.
+func TestGCPKeyFromCredentials(t *testing.T) {
+	t.Parallel()
+	var tokenRequests atomic.Int32
+	tokens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tokenRequests.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"access_token":"local-test-token","token_type":"Bearer","expires_in":3600}`)
+	}))
+	defer tokens.Close()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	saJSON, _ := json.Marshal(map[string]string{
+		"type": "service_account", "project_id": "armory-test", "private_key_id": "test-key-1", "private_key": keyPEM,
+		"client_email": "backup-writer@armory-test.iam.gserviceaccount.com", "client_id": "1",
+		"token_uri": tokens.URL + "/token",
+	})
+
+	topic := unique("gcp.events")
+	createTopic(t, topic, 1, nil)
+	want := produced{}
+	produce(t, topic, 1, 300, want)
+	s := setupBackup(t, []string{topic}, "  sinkCredentialsFrom: {credentialsRef: {name: gcs-writer}}\n", false)
+	manifest := fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata: {name: gcs-writer-key}
+data: {key.json: %s}
+---
+apiVersion: kannika.io/v1alpha
+kind: Credentials
+metadata: {name: gcs-writer}
+spec:
+  gcp:
+    serviceAccountJsonFrom:
+      secretKeyRef: {name: gcs-writer-key, key: key.json}
+`, base64.StdEncoding.EncodeToString(saJSON))
+	if out, errOut, err := env.Kubectl(t, manifest, "apply", "-n", s.ns, "-f", "-"); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s%s", err, out, errOut)
+	}
+	w := s.startWorker(t)
+	waitCaughtUp(t, s.bucket, topic, want, time.Minute)
+	w.stop(t)
+	assertExactly(t, s.bucket, topic, want)
+	if tokenRequests.Load() == 0 {
+		t.Error("the worker never asked for a token with the service-account key: the Credentials were not used")
+	}
+	if strings.Contains(w.log.String(), "PRIVATE KEY") || strings.Contains(w.log.String(), "local-test-token") {
+		t.Error("the key or its token appears in the worker's log")
+	}
 }
