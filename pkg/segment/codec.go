@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/snappy"
@@ -59,23 +60,36 @@ func (c Codec) compress(dst, src []byte) ([]byte, error) {
 		return zstdEncoder.EncodeAll(src, dst), nil
 	case CodecSnappy:
 		return append(dst, snappy.Encode(nil, src)...), nil
-	case CodecGzip, CodecLZ4:
+	case CodecGzip:
 		buf := bytes.NewBuffer(dst)
-		var w io.WriteCloser
-		if c == CodecGzip {
-			w = gzip.NewWriter(buf)
-		} else {
-			w = lz4.NewWriter(buf)
-		}
-		if _, err := w.Write(src); err != nil {
-			return nil, err
-		}
-		if err := w.Close(); err != nil {
-			return nil, err
-		}
-		return buf.Bytes(), nil
+		w := gzipWriters.Get().(*gzip.Writer)
+		defer gzipWriters.Put(w)
+		w.Reset(buf)
+		return finish(buf, w, src)
+	case CodecLZ4:
+		buf := bytes.NewBuffer(dst)
+		w := lz4Writers.Get().(*lz4.Writer)
+		defer lz4Writers.Put(w)
+		w.Reset(buf)
+		return finish(buf, w, src)
 	}
 	return nil, fmt.Errorf("unknown codec %d", c)
+}
+
+// gzip and lz4 frame writers hold large buffers: reuse them across blocks.
+var (
+	gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
+	lz4Writers  = sync.Pool{New: func() any { return lz4.NewWriter(nil) }}
+)
+
+func finish(buf *bytes.Buffer, w io.WriteCloser, src []byte) ([]byte, error) {
+	if _, err := w.Write(src); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // decompress returns src decompressed into dst[:0], which must come out
