@@ -71,6 +71,8 @@ func startController(t *testing.T, ns, image string) *controllerProcess {
 		"--metrics-bind-address", p.metricsAddr,
 		"--health-probe-bind-address", p.healthAddr,
 		"-v=2")
+	// Die with the test binary, even if it panics.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

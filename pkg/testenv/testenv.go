@@ -42,8 +42,9 @@ type Env struct {
 	Kube   kubernetes.Interface
 	Armory versioned.Interface
 
-	env *envtest.Environment
-	dir string
+	env    *envtest.Environment
+	dir    string
+	assets string
 }
 
 // RepoRoot is the root of the Armory checkout these sources are in.
@@ -63,18 +64,22 @@ func Start() (*Env, error) {
 		}
 		assets = strings.TrimSpace(string(out))
 	}
+	reapOrphans(assets)
 	dir, err := os.MkdirTemp("", "armory-testenv-")
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{dir: dir, KubectlPath: filepath.Join(assets, "kubectl")}
+	e := &Env{dir: dir, assets: assets, KubectlPath: filepath.Join(assets, "kubectl")}
 	e.env = &envtest.Environment{
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "deploy", "crds")},
 		ErrorIfCRDPathMissing: true,
 	}
-	if e.Config, err = e.env.Start(); err != nil {
-		_ = os.RemoveAll(dir)
+	e.Config, err = e.env.Start()
+	recordServers(assets)
+	if err != nil {
+		// Start can fail after the servers run (e.g. a CRD is refused).
+		_ = e.Stop()
 		return nil, fmt.Errorf("start kube-apiserver and etcd: %w", err)
 	}
 	if err := e.finishSetup(); err != nil {
@@ -107,6 +112,9 @@ func (e *Env) finishSetup() error {
 // Stop stops the API server and etcd and removes their files.
 func (e *Env) Stop() error {
 	err := e.env.Stop()
+	if err == nil {
+		forgetServers(e.assets)
+	}
 	_ = os.RemoveAll(e.dir)
 	return err
 }

@@ -137,6 +137,7 @@ func TestKubectlShowsTheRealWorkerStreaming(t *testing.T) {
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
 	var controllerLog testenv.Output
 	controller.Stdout, controller.Stderr = &controllerLog, &controllerLog
+	controller.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := controller.Start(); err != nil {
 		t.Fatal(err)
 	}

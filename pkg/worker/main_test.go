@@ -278,6 +278,8 @@ func (s *backupSetup) startWorker(t *testing.T) *workerProcess {
 		args = append(args, "--storage-path", s.storagePath)
 	}
 	w.cmd = exec.Command(armory, args...)
+	// Die with the test binary, even if it panics.
+	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	w.cmd.Stdout, w.cmd.Stderr = w.log, w.log
 	w.cmd.Env = append(os.Environ(), "POD_NAME="+unique("worker-pod"))
 	if err := w.cmd.Start(); err != nil {
@@ -366,8 +368,11 @@ func waitStored(t *testing.T, b storage.Bucket, topic string, hw map[int32]int64
 	testenv.WaitFor(t, timeout, "the backup of "+topic+" to catch up with Kafka", func() (bool, string) {
 		var state []string
 		done := true
+		// Each listing is bounded too, so a hung call cannot outlive timeout.
+		listCtx, cancel := context.WithTimeout(ctx(), 10*time.Second)
+		defer cancel()
 		for p, end := range hw {
-			st, err := layout.ListPartition(ctx(), b, topic, p)
+			st, err := layout.ListPartition(listCtx, b, topic, p)
 			if err != nil {
 				return false, err.Error()
 			}

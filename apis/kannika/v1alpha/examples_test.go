@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kannika/armory/pkg/testenv"
 )
@@ -184,6 +185,12 @@ func TestExplain(t *testing.T) {
 		"backup.status.streams.partitions":         {"lastOffsetStored", "lag"},
 		"backup.spec.segmentRolloverTriggers.size": {"uncompressed"},
 	}
+	// The API server publishes a new CRD's OpenAPI a moment after the CRD is
+	// established: wait until explain knows the kind.
+	testenv.WaitFor(t, 30*time.Second, "kubectl explain to know backups", func() (bool, string) {
+		_, errOut, err := env.Kubectl(t, "", "explain", "backup")
+		return err == nil, errOut
+	})
 	for field, wants := range tests {
 		out, errOut, err := env.Kubectl(t, "", "explain", field)
 		if err != nil {
