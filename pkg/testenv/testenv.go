@@ -192,10 +192,16 @@ func (e *Env) Kubectl(t testing.TB, stdin string, args ...string) (stdout, stder
 }
 
 // BuildArmory builds the armory binary of this checkout into dir, as users
-// and Deployments run it, and returns its path.
+// and Deployments run it, and returns its path. With ARMORY_TEST_RACE=1 it is
+// built with the race detector (as make test does), so the subprocesses
+// that tests run are checked too.
 func BuildArmory(dir string) (string, error) {
 	bin := filepath.Join(dir, "armory")
-	build := exec.Command("go", "build", "-o", bin, ".")
+	args := []string{"build", "-o", bin}
+	if os.Getenv("ARMORY_TEST_RACE") == "1" {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
 	build.Dir = RepoRoot()
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build armory: %w\n%s", err, out)

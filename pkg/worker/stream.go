@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -31,8 +32,9 @@ type streamBackup struct {
 	// checked again.
 	recheck time.Duration
 
-	// topicID is the id the backup in storage belongs to, once checked.
-	topicID string
+	// topicID is the id of the topic whose backup storage holds, once
+	// checked; partitions read it before every upload.
+	topicID atomic.Pointer[string]
 }
 
 // errStreamConflict is a check that cannot pass until a person acts.
@@ -122,6 +124,9 @@ func (s *streamBackup) check(ctx context.Context) error {
 			if errors.Is(err, storage.ErrExists) {
 				continue // written meanwhile: read it
 			}
+			if err == nil {
+				s.topicID.Store(&topicID)
+			}
 			return err
 		}
 		switch {
@@ -134,7 +139,7 @@ func (s *streamBackup) check(ctx context.Context) error {
 		case have.TopicID != topicID:
 			return recreatedError(s.topic, have.TopicID, topicID)
 		}
-		s.topicID = topicID
+		s.topicID.Store(&topicID)
 		return nil
 	}
 	return fmt.Errorf("could not read %s", layout.TopicMetaName(s.topic))
@@ -149,12 +154,16 @@ func recreatedError(topic, stored, current string) error {
 // is still the one whose backup storage holds: records of a topic recreated
 // under the same name are never mixed into the old topic's backup.
 func (s *streamBackup) verifyTopic() error {
+	checked := s.topicID.Load()
+	if checked == nil {
+		return fmt.Errorf("topic %q has not been checked yet", s.topic)
+	}
 	_, topicID, _, err := s.describe()
 	if err != nil {
 		return err
 	}
-	if topicID != s.topicID {
-		return recreatedError(s.topic, s.topicID, topicID)
+	if topicID != *checked {
+		return recreatedError(s.topic, *checked, topicID)
 	}
 	return nil
 }
