@@ -106,6 +106,9 @@ func (p *controllerProcess) stop() {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		p.t.Errorf("the controller exited with %d after SIGTERM (66: a data race)", code)
+	}
 }
 
 func ctx() context.Context { return context.Background() }
