@@ -141,7 +141,8 @@ type PartitionState struct {
 // LastOffset is the position before Next, or -1 when nothing is stored.
 func (p *PartitionState) LastOffset() int64 { return p.Next - 1 }
 
-// ListPartition reads one partition's objects and checks that they tile it.
+// ListPartition reads one partition's objects and checks that they tile it
+// from position 0, with no hole and no overlap.
 func ListPartition(ctx context.Context, b storage.Bucket, topic string, partition int32) (*PartitionState, error) {
 	st := &PartitionState{Partition: partition}
 	prefix := PartitionPrefix(topic, partition)
@@ -159,8 +160,10 @@ func ListPartition(ctx context.Context, b storage.Bucket, topic string, partitio
 		return nil, err
 	}
 	sort.Slice(st.Objects, func(i, j int) bool { return st.Objects[i].Start < st.Objects[j].Start })
-	for i, o := range st.Objects {
-		if i > 0 && o.Start != st.Next {
+	// A partition is tiled from position 0: a backup starts there, with a
+	// gap marker if Kafka no longer had the first offsets.
+	for _, o := range st.Objects {
+		if o.Start != st.Next {
 			what := "hole"
 			if o.Start < st.Next {
 				what = "overlap"

@@ -56,6 +56,11 @@ func TestListPartitionTilesAndFindsHoles(t *testing.T) {
 		t.Errorf("partitions = %v, %v", parts, err)
 	}
 
+	put(SegmentName("t", 2, 10), 10, 20, 10) // a partition not starting at 0
+	if _, err := ListPartition(ctx, b, "t", 2); err == nil || !strings.Contains(err.Error(), "has a hole") {
+		t.Errorf("a missing start went unnoticed: %v", err)
+	}
+
 	put(SegmentName("t", 0, 170), 170, 180, 10) // a hole at 160..170
 	if _, err := ListPartition(ctx, b, "t", 0); err == nil || !strings.Contains(err.Error(), "has a hole") {
 		t.Errorf("a hole went unnoticed: %v", err)
