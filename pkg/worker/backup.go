@@ -119,7 +119,7 @@ func runBackup(ctx context.Context, drain <-chan struct{}, o BackupOptions, m *m
 	reported := make(chan struct{})
 	go func() {
 		defer close(reported)
-		r.progress.report(reportCtx, o.Armory, o.Name, o.Namespace, o.StatusInterval)
+		r.progress.report(reportCtx, o.Armory, o.Name, o.Namespace, o.StatusInterval, func() bool { return ctx.Err() == nil })
 	}()
 	defer func() { stopReport(); <-reported }()
 

@@ -222,8 +222,10 @@ func (p *progress) apply(name, namespace string) *applyv1alpha.BackupApplyConfig
 }
 
 // report writes the worker's status every interval while it changed, until
-// ctx ends, and once more at the end (with a short deadline of its own).
-func (p *progress) report(ctx context.Context, client versioned.Interface, name, namespace string, interval time.Duration) {
+// ctx ends, and once more at the end (with a short deadline of its own) if
+// stillHeld says the Lease is still held: a worker that lost its Lease
+// leaves the status to its successor.
+func (p *progress) report(ctx context.Context, client versioned.Interface, name, namespace string, interval time.Duration, stillHeld func() bool) {
 	logger := klog.FromContext(ctx)
 	var last *applyv1alpha.BackupApplyConfiguration
 	write := func(ctx context.Context) {
@@ -243,9 +245,11 @@ func (p *progress) report(ctx context.Context, client versioned.Interface, name,
 	for {
 		select {
 		case <-ctx.Done():
-			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			write(final)
-			cancel()
+			if stillHeld() {
+				final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				write(final)
+				cancel()
+			}
 			return
 		case <-tick.C:
 			write(ctx)
