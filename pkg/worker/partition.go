@@ -177,6 +177,7 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 		return nil, sum, nil, err
 	}
 	var rollTimer <-chan time.Time
+	var rec segment.Record // reused: Append copies what it keeps
 	records := 0
 	// Progress (high watermark, open records) is published once a second,
 	// not per record.
@@ -190,7 +191,8 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 			if msg.Offset < start {
 				continue // a compressed batch can begin before the requested offset
 			}
-			if err := w.Append(toRecord(msg)); err != nil {
+			toRecord(msg, &rec)
+			if err := w.Append(&rec); err != nil {
 				return nil, sum, nil, err
 			}
 			records++
@@ -224,15 +226,13 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 	}
 }
 
-func toRecord(msg *sarama.ConsumerMessage) *segment.Record {
-	r := &segment.Record{Offset: msg.Offset, Timestamp: msg.Timestamp, Key: msg.Key, Value: msg.Value}
-	if len(msg.Headers) > 0 {
-		r.Headers = make([]segment.RecordHeader, len(msg.Headers))
-		for i, h := range msg.Headers {
-			r.Headers[i] = segment.RecordHeader{Key: string(h.Key), Value: h.Value}
-		}
+// toRecord fills r from a consumed message, reusing r's header slice.
+func toRecord(msg *sarama.ConsumerMessage, r *segment.Record) {
+	r.Offset, r.Timestamp, r.Key, r.Value = msg.Offset, msg.Timestamp, msg.Key, msg.Value
+	r.Headers = r.Headers[:0]
+	for _, h := range msg.Headers {
+		r.Headers = append(r.Headers, segment.RecordHeader{Key: string(h.Key), Value: h.Value})
 	}
-	return r
 }
 
 // upload stores a segment under its start position. The segment counts as
