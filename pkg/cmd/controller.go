@@ -104,11 +104,7 @@ func (o *controllerOptions) run(ctx context.Context) error {
 	// warm caches; only the leader runs workers that write.
 	c.Start(ctx)
 	watchdog := leaderelection.NewLeaderHealthzAdaptor(o.renewDeadline)
-	// The endpoints stop with the process: on a signal, or when the work
-	// ends by itself (e.g. the Lease was lost).
-	serveCtx, stopServing := context.WithCancel(ctx)
-	defer stopServing()
-	waitEndpoints, err := endpoints.Serve(serveCtx, endpoints.Config{
+	shutdownEndpoints, err := endpoints.Serve(ctx, endpoints.Config{
 		MetricsAddress: o.metricsAddress,
 		HealthAddress:  o.healthProbeAddress,
 		Gatherer:       reg,
@@ -126,8 +122,7 @@ func (o *controllerOptions) run(ctx context.Context) error {
 
 	runErr := o.runLeading(ctx, kube, watchdog, func(ctx context.Context) error { return c.Run(ctx, o.workers) })
 	logger.Info("Controller stopped")
-	stopServing()
-	return errors.Join(runErr, waitEndpoints())
+	return errors.Join(runErr, shutdownEndpoints())
 }
 
 // runLeading runs work while this process leads, or at once without leader

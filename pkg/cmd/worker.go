@@ -127,11 +127,7 @@ func (o *workerOptions) runBackup(ctx context.Context) error {
 
 	reg := endpoints.NewRegistry()
 	var ready atomic.Bool
-	// The endpoints stop with the process: on a signal, or when the work
-	// ends by itself (e.g. the Lease was lost).
-	serveCtx, stopServing := context.WithCancel(ctx)
-	defer stopServing()
-	waitEndpoints, err := endpoints.Serve(serveCtx, endpoints.Config{
+	shutdownEndpoints, err := endpoints.Serve(ctx, endpoints.Config{
 		MetricsAddress: o.metricsAddress,
 		HealthAddress:  o.healthProbeAddress,
 		Gatherer:       reg,
@@ -151,6 +147,5 @@ func (o *workerOptions) runBackup(ctx context.Context) error {
 		StoragePath: o.storagePath, Lease: o.lease, StatusInterval: o.statusInterval, Recheck: o.recheckInterval,
 		Registry: reg, Ready: ready.Store,
 	})
-	stopServing()
-	return errors.Join(runErr, waitEndpoints())
+	return errors.Join(runErr, shutdownEndpoints())
 }

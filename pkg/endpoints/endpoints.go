@@ -37,10 +37,12 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// Serve listens on the configured addresses, then serves until ctx is
-// cancelled and shuts down gracefully. Listening errors are returned before
-// anything is served, so a taken port fails the process at start.
-func Serve(ctx context.Context, cfg Config) (wait func() error, err error) {
+// Serve listens on the configured addresses and serves in the background.
+// Listening errors are returned before anything is served, so a taken port
+// fails the process at start. The caller calls shutdown when its work ends,
+// however it ends (a signal, or a lost Lease): serving stops gracefully and
+// shutdown returns once every server has stopped.
+func Serve(ctx context.Context, cfg Config) (shutdown func() error, err error) {
 	var servers []*http.Server
 	var listeners []net.Listener
 	add := func(addr string, mux *http.ServeMux) error {
@@ -88,7 +90,6 @@ func Serve(ctx context.Context, cfg Config) (wait func() error, err error) {
 		}()
 	}
 	return func() error {
-		<-ctx.Done()
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		var all []error
