@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -17,15 +18,14 @@ import (
 var armory string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "armory-cmd-test-")
+	bin, cleanup, err := testenv.BuildArmory()
 	if err != nil {
-		panic(err)
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	if armory, err = testenv.BuildArmory(dir); err != nil {
-		panic(err)
-	}
+	armory = bin
 	code := m.Run()
-	_ = os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 

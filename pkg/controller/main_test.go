@@ -28,16 +28,13 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "armory-controller-test-")
+	bin, removeBin, err := testenv.BuildArmory()
 	if err != nil {
-		panic(err)
-	}
-	if armory, err = testenv.BuildArmory(dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	defer os.RemoveAll(dir)
-	testenv.Main(m, &env)
+	armory = bin
+	testenv.Main(m, &env, removeBin)
 }
 
 // controllerProcess is `armory controller` running against the test API

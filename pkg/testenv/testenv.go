@@ -120,11 +120,19 @@ func (e *Env) Stop() error {
 }
 
 // Main runs a test package's tests against one shared API server: call it from
-// TestMain. The server is stopped when the tests end.
-func Main(m *testing.M, env **Env) {
+// TestMain. The server is stopped when the tests end, then cleanups run (in
+// reverse order). Main exits the process, so TestMain's own defers would
+// never run: pass what must be cleaned up here.
+func Main(m *testing.M, env **Env, cleanups ...func()) {
+	runCleanups := func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}
 	e, err := Start()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
+		runCleanups()
 		os.Exit(1)
 	}
 	*env = e
@@ -132,6 +140,7 @@ func Main(m *testing.M, env **Env) {
 	if err := e.Stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: stop: %v\n", err)
 	}
+	runCleanups()
 	os.Exit(code)
 }
 
@@ -191,12 +200,18 @@ func (e *Env) Kubectl(t testing.TB, stdin string, args ...string) (stdout, stder
 	return out.String(), errOut.String(), err
 }
 
-// BuildArmory builds the armory binary of this checkout into dir, as users
-// and Deployments run it, and returns its path. With ARMORY_TEST_RACE=1 it is
-// built with the race detector (as make test does), so the subprocesses
-// that tests run are checked too.
-func BuildArmory(dir string) (string, error) {
-	bin := filepath.Join(dir, "armory")
+// BuildArmory builds the armory binary of this checkout, as users and
+// Deployments run it, into a new temporary folder, and returns its path and a
+// cleanup that removes the folder. With ARMORY_TEST_RACE=1 it is built with
+// the race detector (as make test does), so the subprocesses that tests run
+// are checked too.
+func BuildArmory() (bin string, cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", "armory-bin-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup = func() { _ = os.RemoveAll(dir) }
+	bin = filepath.Join(dir, "armory")
 	args := []string{"build", "-o", bin}
 	if os.Getenv("ARMORY_TEST_RACE") == "1" {
 		args = append(args, "-race")
@@ -204,9 +219,10 @@ func BuildArmory(dir string) (string, error) {
 	build := exec.Command("go", append(args, ".")...)
 	build.Dir = RepoRoot()
 	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build armory: %w\n%s", err, out)
+		cleanup()
+		return "", nil, fmt.Errorf("go build armory: %w\n%s", err, out)
 	}
-	return bin, nil
+	return bin, cleanup, nil
 }
 
 // KubeconfigAs writes a kubeconfig that acts as user (e.g. a ServiceAccount,

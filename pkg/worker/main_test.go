@@ -38,14 +38,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "armory-worker-test-")
+	bin, removeBin, err := testenv.BuildArmory()
 	if err != nil {
-		panic(err)
-	}
-	if armory, err = testenv.BuildArmory(dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	armory = bin
 	kfk, err = kfake.NewCluster(kfake.NumBrokers(3), kfake.ClusterID("armory-test-cluster"),
 		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
 	if err != nil {
@@ -56,12 +54,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	defer func() {
-		gcsSrv.Stop()
-		kfk.Close()
-		os.RemoveAll(dir)
-	}()
-	testenv.Main(m, &env)
+	testenv.Main(m, &env, removeBin, kfk.Close, gcsSrv.Stop)
 }
 
 func ctx() context.Context { return context.Background() }

@@ -97,10 +97,11 @@ func run(totalMiB int, out, segmentBenchFile string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	armory, err := testenv.BuildArmory(dir)
+	armory, removeBin, err := testenv.BuildArmory()
 	if err != nil {
 		return err
 	}
+	defer removeBin()
 
 	vol := filepath.Join(dir, "volume")
 	vb, err := volume.New(vol)
