@@ -138,9 +138,6 @@ type PartitionState struct {
 	Records, Bytes int64
 }
 
-// LastOffset is the position before Next, or -1 when nothing is stored.
-func (p *PartitionState) LastOffset() int64 { return p.Next - 1 }
-
 // ListPartition reads one partition's objects and checks that they tile it
 // from position 0, with no hole and no overlap.
 func ListPartition(ctx context.Context, b storage.Bucket, topic string, partition int32) (*PartitionState, error) {

@@ -73,12 +73,6 @@ func (sr *Reader) readFull(b []byte, what string) error {
 	return err
 }
 
-// Partition is the partition the segment belongs to.
-func (sr *Reader) Partition() int32 { return sr.partition }
-
-// Start is the first position the segment covers.
-func (sr *Reader) Start() int64 { return sr.start }
-
 // Next returns the next record, or io.EOF after the trailer verified. The
 // record's byte slices stay valid after later calls.
 func (sr *Reader) Next() (*Record, error) {

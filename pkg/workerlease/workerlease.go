@@ -19,16 +19,11 @@ const (
 	PartOfValue = "armory"
 	// BackupLabel names the Backup a Lease or owned object belongs to.
 	BackupLabel = "kannika.io/backup"
-	// RestoreLabel names the Restore a Lease or owned object belongs to.
-	RestoreLabel = "kannika.io/restore"
 )
 
 // ForBackup is the name of the Lease a Backup's worker holds: the name of the
 // Backup's Deployment.
 func ForBackup(backup string) string { return backup + "-backup" }
-
-// ForRestore is the name of the Lease a Restore's worker holds.
-func ForRestore(restore string) string { return restore + "-restore" }
 
 // BackupLabels are the labels of a Backup's worker Lease.
 func BackupLabels(backup string) map[string]string {
