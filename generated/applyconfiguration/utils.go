@@ -76,6 +76,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &kannikav1alpha.RestoreConfigApplyConfiguration{}
 	case v1alpha.SchemeGroupVersion.WithKind("RestoreFilters"):
 		return &kannikav1alpha.RestoreFiltersApplyConfiguration{}
+	case v1alpha.SchemeGroupVersion.WithKind("RestoreGap"):
+		return &kannikav1alpha.RestoreGapApplyConfiguration{}
 	case v1alpha.SchemeGroupVersion.WithKind("RestorePartition"):
 		return &kannikav1alpha.RestorePartitionApplyConfiguration{}
 	case v1alpha.SchemeGroupVersion.WithKind("RestoreSpec"):

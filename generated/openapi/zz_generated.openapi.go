@@ -58,6 +58,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha.Restore{}.OpenAPIModelName():                 schema_armory_apis_kannika_v1alpha_Restore(ref),
 		v1alpha.RestoreConfig{}.OpenAPIModelName():           schema_armory_apis_kannika_v1alpha_RestoreConfig(ref),
 		v1alpha.RestoreFilters{}.OpenAPIModelName():          schema_armory_apis_kannika_v1alpha_RestoreFilters(ref),
+		v1alpha.RestoreGap{}.OpenAPIModelName():              schema_armory_apis_kannika_v1alpha_RestoreGap(ref),
 		v1alpha.RestoreList{}.OpenAPIModelName():             schema_armory_apis_kannika_v1alpha_RestoreList(ref),
 		v1alpha.RestorePartition{}.OpenAPIModelName():        schema_armory_apis_kannika_v1alpha_RestorePartition(ref),
 		v1alpha.RestoreSpec{}.OpenAPIModelName():             schema_armory_apis_kannika_v1alpha_RestoreSpec(ref),
@@ -1254,6 +1255,44 @@ func schema_armory_apis_kannika_v1alpha_RestoreFilters(ref common.ReferenceCallb
 	}
 }
 
+func schema_armory_apis_kannika_v1alpha_RestoreGap(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "RestoreGap is a range of positions of one partition that the backup does not hold.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"partition": {
+						SchemaProps: spec.SchemaProps{
+							Description: "partition is the partition number.",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"start": {
+						SchemaProps: spec.SchemaProps{
+							Description: "start is the first missing position (inclusive).",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"end": {
+						SchemaProps: spec.SchemaProps{
+							Description: "end is the position after the last missing one (exclusive).",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+				},
+				Required: []string{"partition", "start", "end"},
+			},
+		},
+	}
+}
+
 func schema_armory_apis_kannika_v1alpha_RestoreList(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -1459,6 +1498,20 @@ func schema_armory_apis_kannika_v1alpha_RestoreStatus(ref common.ReferenceCallba
 							Ref:         ref(v1.Time{}.OpenAPIModelName()),
 						},
 					},
+					"progress": {
+						SchemaProps: spec.SchemaProps{
+							Description: "progress is the share of the selected records restored and committed, e.g. \"41%\". Written by the restore worker.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"records": {
+						SchemaProps: spec.SchemaProps{
+							Description: "records is \"restored/total\" over every topic, e.g. \"41000/100000\".",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
 					"topics": {
 						VendorExtensible: spec.VendorExtensible{
 							Extensions: spec.Extensions{
@@ -1600,10 +1653,38 @@ func schema_armory_apis_kannika_v1alpha_RestoreTopicStatus(ref common.ReferenceC
 							Format:      "int64",
 						},
 					},
+					"gaps": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "gaps are ranges of positions inside the selected window that the backup does not hold (Kafka's retention removed them before the backup reached them). The first 20 are listed.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Default: map[string]interface{}{},
+										Ref:     ref(v1alpha.RestoreGap{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"gapPositions": {
+						SchemaProps: spec.SchemaProps{
+							Description: "gapPositions counts the positions of every gap in the window.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
 				},
 				Required: []string{"source"},
 			},
 		},
+		Dependencies: []string{
+			v1alpha.RestoreGap{}.OpenAPIModelName()},
 	}
 }
 

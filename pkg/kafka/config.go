@@ -129,3 +129,44 @@ func NewSettings(props map[string]string, auth Auth) (Settings, error) {
 	}
 	return Settings{Brokers: brokers, Config: cfg}, nil
 }
+
+// ReplicationFactor is the EventHub's replication.factor for created topics,
+// or -1: the cluster's default.
+func ReplicationFactor(props map[string]string) int16 {
+	if n, err := strconv.ParseInt(props["replication.factor"], 10, 16); err == nil {
+		return int16(n)
+	}
+	return -1
+}
+
+// NewTransactionalSettings are the settings of a restore's producer: every
+// write idempotent, acknowledged by all in-sync replicas, in transactions of
+// transactionalID so that a stale producer with the same id is fenced.
+func NewTransactionalSettings(props map[string]string, auth Auth, transactionalID string) (Settings, error) {
+	s, err := NewSettings(props, auth)
+	if err != nil {
+		return Settings{}, err
+	}
+	cfg := s.Config
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg.Producer.Idempotent = true
+	cfg.Producer.Transaction.ID = transactionalID
+	cfg.Producer.Partitioner = sarama.NewManualPartitioner
+	cfg.Producer.Return.Successes = false
+	cfg.Producer.Return.Errors = true
+	cfg.Producer.Retry.Max = 10
+	cfg.Net.MaxOpenRequests = 1 // what idempotence needs to keep order
+	if _, ok := props["batch.size"]; !ok {
+		cfg.Producer.Flush.Bytes = 512 << 10
+	}
+	if _, ok := props["linger.ms"]; !ok {
+		cfg.Producer.Flush.Frequency = 5 * time.Millisecond
+	}
+	if _, ok := props["max.request.size"]; !ok {
+		cfg.Producer.MaxMessageBytes = 8 << 20
+	}
+	if err := cfg.Validate(); err != nil {
+		return Settings{}, fmt.Errorf("kafka producer settings: %w", err)
+	}
+	return s, nil
+}

@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -17,7 +18,7 @@ func TestNewSettingsAppliesProperties(t *testing.T) {
 		"request.timeout.ms":        "20000",
 		"metadata.max.age.ms":       "5000",
 		"security.protocol":         "SSL",
-		"acks":                      "1",
+		"acks":                      "-1",
 		"compression.type":          "zstd",
 	}, Auth{})
 	if err != nil {
@@ -32,7 +33,7 @@ func TestNewSettingsAppliesProperties(t *testing.T) {
 		t.Errorf("consumer settings not applied: %+v", c.Consumer)
 	case !c.Net.TLS.Enable:
 		t.Error("security.protocol SSL did not turn TLS on")
-	case c.Producer.RequiredAcks != sarama.WaitForLocal || c.Producer.Compression != sarama.CompressionZSTD:
+	case c.Producer.RequiredAcks != sarama.WaitForAll || c.Producer.Compression != sarama.CompressionZSTD:
 		t.Errorf("producer settings not applied: acks %v, compression %v", c.Producer.RequiredAcks, c.Producer.Compression)
 	case c.Consumer.IsolationLevel != sarama.ReadCommitted:
 		t.Error("backups must read committed records only")
@@ -52,5 +53,23 @@ func TestNewSettingsAuth(t *testing.T) {
 	}
 	if _, err := NewSettings(map[string]string{"bootstrap.servers": "k:9092", "sasl.mechanism": "PLAIN"}, Auth{}); err == nil {
 		t.Error("an unsupported property was accepted")
+	}
+}
+
+func TestNewTransactionalSettings(t *testing.T) {
+	s, err := NewTransactionalSettings(map[string]string{"bootstrap.servers": "k:9092", "linger.ms": "20"}, Auth{}, "armory-restore-uid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.Config.Producer
+	switch {
+	case p.Transaction.ID != "armory-restore-uid", !p.Idempotent, p.RequiredAcks != sarama.WaitForAll, s.Config.Net.MaxOpenRequests != 1:
+		t.Errorf("not an exactly-once producer: %+v", p)
+	case p.Flush.Frequency != 20*time.Millisecond:
+		t.Errorf("linger.ms not applied: %v", p.Flush.Frequency)
+	}
+	if _, err := NewTransactionalSettings(map[string]string{"bootstrap.servers": "k:9092", "acks": "1"}, Auth{}, "id"); err == nil ||
+		!strings.Contains(err.Error(), "[acks]") {
+		t.Errorf("acks=1 accepted for a restore: %v", err)
 	}
 }

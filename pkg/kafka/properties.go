@@ -37,13 +37,14 @@ var SupportedProperties = []Property{
 	{"fetch.min.bytes", "Backups: the least data a broker returns for a fetch, unless fetch.max.wait.ms passes first.", checkInt(1, 1<<30)},
 	{"fetch.max.wait.ms", "Backups: how long a broker may wait to fill fetch.min.bytes.", checkInt(0, 60_000)},
 	{"max.partition.fetch.bytes", "Backups: the most data fetched per partition per request; bounds the worker's memory.", checkInt(1024, 1<<30)},
-	{"acks", "Restores: acknowledgements required per write: all (or -1), 1, or 0. Default: all.", checkOneOf("all", "-1", "0", "1")},
+	{"acks", "Restores: acknowledgements required per write. A restore writes exactly once, which needs all (or -1); nothing else is accepted. Default: all.", checkOneOf("all", "-1")},
 	{"compression.type", "Restores: compression of produced batches: none, gzip, snappy, lz4 or zstd. Default: none.",
 		checkOneOf("none", "gzip", "snappy", "lz4", "zstd")},
 	{"compression.codec", "Restores: the older name of compression.type.", checkOneOf("none", "gzip", "snappy", "lz4", "zstd")},
 	{"batch.size", "Restores: bytes gathered per partition before a batch is sent.", checkInt(1, 1<<30)},
 	{"linger.ms", "Restores: how long to wait for more records before sending a batch.", checkInt(0, 60_000)},
 	{"max.request.size", "Restores: the largest request sent to a broker; must be at least the largest record.", checkInt(1024, 1<<30)},
+	{"replication.factor", "Restores: replication factor of the topics createTopics creates. Default: the cluster's default.replication.factor.", checkInt(1, 32767)},
 }
 
 // ValidateProperties returns one error for each property that is unsupported

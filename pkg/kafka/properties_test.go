@@ -22,7 +22,7 @@ func TestValidateProperties(t *testing.T) {
 		{map[string]string{"bootstrap.servers": "kafka"}, []string{`spec.kafka.properties[bootstrap.servers]: Invalid value: "kafka": "kafka" is not host:port`}},
 		{map[string]string{"bootstrap.servers": "kafka:99999"}, []string{`"kafka:99999" has no valid port`}},
 		{map[string]string{"bootstrap.servers": "k:9092", "fetch.min.bytes": "-1"}, []string{"spec.kafka.properties[fetch.min.bytes]: Invalid value: \"-1\": must be between 1 and"}},
-		{map[string]string{"bootstrap.servers": "k:9092", "acks": "most"}, []string{`spec.kafka.properties[acks]: Invalid value: "most": must be one of all, -1, 0, 1`}},
+		{map[string]string{"bootstrap.servers": "k:9092", "acks": "most"}, []string{`spec.kafka.properties[acks]: Invalid value: "most": must be one of all, -1`}},
 		{map[string]string{"bootstrap.servers": "k:9092", "sasl.jaas.config": "x"}, []string{"spec.kafka.properties[sasl.jaas.config]: Forbidden: authentication is set in a Credentials resource"}},
 		{map[string]string{"bootstrap.servers": "k:9092", "isolation.level": "read_uncommitted"}, []string{`spec.kafka.properties[isolation.level]: Unsupported value: "isolation.level"`}},
 	}

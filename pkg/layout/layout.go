@@ -126,6 +126,9 @@ type Object struct {
 	Start, End int64
 	Records    int64
 	Bytes      int64
+	// MinTimestamp and MaxTimestamp bound a segment's record timestamps
+	// (zero for gap markers and objects written without them).
+	MinTimestamp, MaxTimestamp time.Time
 }
 
 // PartitionState is what storage says about one partition.
@@ -197,6 +200,12 @@ func parseObject(prefix string, a storage.ObjectAttrs) (Object, error) {
 	}
 	o.Records, _ = strconv.ParseInt(a.Metadata[MetaRecords], 10, 64)
 	o.Bytes, _ = strconv.ParseInt(a.Metadata[MetaBytes], 10, 64)
+	if ms, err := strconv.ParseInt(a.Metadata[MetaMinTimestamp], 10, 64); err == nil {
+		o.MinTimestamp = time.UnixMilli(ms)
+	}
+	if ms, err := strconv.ParseInt(a.Metadata[MetaMaxTimestamp], 10, 64); err == nil {
+		o.MaxTimestamp = time.UnixMilli(ms)
+	}
 	return o, nil
 }
 

@@ -60,7 +60,7 @@ func benchRecords() ([]Record, int64) {
 		r := Record{Offset: int64(i), Key: fmt.Appendf(nil, "user-%d", rng.IntN(1e6)), Value: value,
 			Headers: []RecordHeader{{Key: "trace-id", Value: []byte("4bf92f3577b34da6a3ce929d0e0e4736")}}}
 		recs = append(recs, r)
-		size += r.size()
+		size += r.Size()
 	}
 	return recs, size
 }

@@ -195,7 +195,7 @@ func (sr *Reader) decodeRecord() (*Record, error) {
 		c.MaxTimestamp = rec.Timestamp
 	}
 	c.Records++
-	c.Bytes += rec.size()
+	c.Bytes += rec.Size()
 	sr.lastOffset, sr.any = rec.Offset, true
 	return rec, nil
 }

@@ -52,9 +52,9 @@ type Record struct {
 	Headers   []RecordHeader
 }
 
-// size is the record's uncompressed bytes as counted for rollover and
+// Size is the record's uncompressed bytes as counted for rollover and
 // progress: key, value, header keys and values.
-func (r *Record) size() int64 {
+func (r *Record) Size() int64 {
 	n := len(r.Key) + len(r.Value)
 	for _, h := range r.Headers {
 		n += len(h.Key) + len(h.Value)

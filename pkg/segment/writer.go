@@ -90,7 +90,7 @@ func (sw *Writer) Append(r *Record) error {
 		s.MaxTimestamp = t
 	}
 	s.Records++
-	s.Bytes += r.size()
+	s.Bytes += r.Size()
 	s.End = r.Offset + 1
 	sw.lastOffset = r.Offset
 	sw.hasRecords = true

@@ -120,6 +120,10 @@ func (s *streamBackup) check(ctx context.Context) error {
 			return err
 		}
 		if !ok {
+			// A restore with createTopics recreates the topic with these.
+			if want.Configs, err = s.topicConfigs(); err != nil {
+				return err
+			}
 			err := layout.WriteTopicMeta(ctx, s.bucket, want)
 			if errors.Is(err, storage.ErrExists) {
 				continue // written meanwhile: read it
@@ -166,6 +170,32 @@ func (s *streamBackup) verifyTopic() error {
 		return recreatedError(s.topic, *checked, topicID)
 	}
 	return nil
+}
+
+// topicConfigs returns the configs set on the topic itself (not the
+// broker's defaults), as `kafka-configs --describe` lists them.
+func (s *streamBackup) topicConfigs() (map[string]string, error) {
+	broker, err := s.client.Controller()
+	if err != nil {
+		return nil, fmt.Errorf("reach the Kafka controller: %w", err)
+	}
+	resp, err := broker.DescribeConfigs(&sarama.DescribeConfigsRequest{Version: 1,
+		Resources: []*sarama.ConfigResource{{Type: sarama.TopicResource, Name: s.topic}}})
+	if err != nil {
+		return nil, fmt.Errorf("read the configs of topic %q: %w", s.topic, err)
+	}
+	configs := map[string]string{}
+	for _, r := range resp.Resources {
+		if r.ErrorCode != 0 {
+			return nil, fmt.Errorf("read the configs of topic %q: %w", s.topic, sarama.KError(r.ErrorCode))
+		}
+		for _, c := range r.Configs {
+			if c.Source == sarama.SourceTopic && !c.Sensitive {
+				configs[c.Name] = c.Value
+			}
+		}
+	}
+	return configs, nil
 }
 
 // describe returns the cluster id, the topic's id and partition count.

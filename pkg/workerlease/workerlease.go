@@ -44,3 +44,29 @@ func Held(lease *coordinationv1.Lease, now time.Time) (held bool, expires time.T
 	expires = s.RenewTime.Add(time.Duration(*s.LeaseDurationSeconds) * time.Second)
 	return now.Before(expires), expires
 }
+
+// RestoreLabel names the Restore a Lease or owned object belongs to.
+const RestoreLabel = "kannika.io/restore"
+
+// ForRestore is the name of the Lease a Restore's worker holds: the name of
+// the Restore's Job.
+func ForRestore(restore string) string { return restore + "-restore" }
+
+// RestoreLabels are the labels of a Restore's worker Lease.
+func RestoreLabels(restore string) map[string]string {
+	return map[string]string{PartOfLabel: PartOfValue, RestoreLabel: restore}
+}
+
+// Exit codes of `armory worker --restore`, which the Restore's Job reads
+// through its podFailurePolicy.
+const (
+	// ExitRestoreDone: every selected record is restored (or was already).
+	ExitRestoreDone = 0
+	// ExitRestorePermanent: a preflight check or an error that retrying
+	// cannot fix; the status says which. The Job fails at once.
+	ExitRestorePermanent = 2
+	// ExitRestoreInterrupted: stopped before the end (SIGTERM, disabled,
+	// Lease lost); what was committed is kept and the next run resumes. The
+	// Job does not count it against its backoffLimit.
+	ExitRestoreInterrupted = 3
+)

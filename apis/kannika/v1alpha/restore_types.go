@@ -14,6 +14,8 @@ import (
 // +kubebuilder:resource:categories=armory
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name must be at most 63 characters: it names the worker's Job and its labels"
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.message`
+// +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.progress`,priority=1
+// +kubebuilder:printcolumn:name="Records",type=string,JSONPath=`.status.records`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Restore struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -95,6 +97,7 @@ type RestoreTopic struct {
 	// +kubebuilder:validation:MaxLength=249
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
 	// +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="a topic cannot be named '.' or '..'"
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('__')",message="names starting with '__' are Kafka's internal topics (__consumer_offsets, __transaction_state): restore into a topic of your own"
 	Target string `json:"target"`
 	// partitions restores only these partitions, within these offsets.
 	// Without it every partition is restored whole.
@@ -176,10 +179,18 @@ type RestoreStatus struct {
 	// completionTime is when every selected record was written.
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	// progress is the share of the selected records restored and
+	// committed, e.g. "41%". Written by the restore worker.
+	// +optional
+	Progress string `json:"progress,omitempty"`
+	// records is "restored/total" over every topic, e.g. "41000/100000".
+	// +optional
+	Records string `json:"records,omitempty"`
 	// topics is the progress of each restored topic.
 	// +optional
 	// +listType=map
 	// +listMapKey=source
+	// +kubebuilder:validation:MaxItems=100
 	Topics []RestoreTopicStatus `json:"topics,omitempty"`
 }
 
@@ -203,6 +214,27 @@ type RestoreTopicStatus struct {
 	// bytesTotal is the number of record bytes selected for restore.
 	// +optional
 	BytesTotal int64 `json:"bytesTotal,omitempty"`
+	// gaps are ranges of positions inside the selected window that the
+	// backup does not hold (Kafka's retention removed them before the
+	// backup reached them). The first 20 are listed.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=20
+	Gaps []RestoreGap `json:"gaps,omitempty"`
+	// gapPositions counts the positions of every gap in the window.
+	// +optional
+	GapPositions int64 `json:"gapPositions,omitempty"`
+}
+
+// RestoreGap is a range of positions of one partition that the backup does
+// not hold.
+type RestoreGap struct {
+	// partition is the partition number.
+	Partition int32 `json:"partition"`
+	// start is the first missing position (inclusive).
+	Start int64 `json:"start"`
+	// end is the position after the last missing one (exclusive).
+	End int64 `json:"end"`
 }
 
 // RestoreList is a list of Restores.
@@ -214,3 +246,23 @@ type RestoreList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Restore `json:"items"`
 }
+
+// Condition types of a Restore. The controller sets Valid and WorkerRunning;
+// the restore worker sets the others, under its own field manager, so the
+// two never overwrite each other.
+const (
+	// RestoreValid: the Storage, EventHub and Credentials can be used.
+	RestoreValid = "Valid"
+	// RestoreWorkerRunning: a restore worker holds the Restore's Lease.
+	RestoreWorkerRunning = "WorkerRunning"
+	// RestorePreflight: the worker's checks before the first write passed
+	// (True) or not (False: the message names the topic and the fix).
+	RestorePreflight = "Preflight"
+	// RestoreRetrying: the worker is retrying a transient error (True, with
+	// the error), or is making progress (False).
+	RestoreRetrying = "Retrying"
+	// RestoreComplete: every selected record was written and committed.
+	RestoreComplete = "Complete"
+	// RestoreFailed: the worker stopped on an error retrying cannot fix.
+	RestoreFailed = "Failed"
+)

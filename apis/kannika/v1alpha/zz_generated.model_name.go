@@ -147,6 +147,11 @@ func (in RestoreFilters) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in RestoreGap) OpenAPIModelName() string {
+	return "com.github.kannika.armory.apis.kannika.v1alpha.RestoreGap"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in RestoreList) OpenAPIModelName() string {
 	return "com.github.kannika.armory.apis.kannika.v1alpha.RestoreList"
 }

@@ -397,6 +397,21 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: time
       type:
         namedType: com.github.kannika.armory.apis.kannika.v1alpha.TimeFilter
+- name: com.github.kannika.armory.apis.kannika.v1alpha.RestoreGap
+  map:
+    fields:
+    - name: end
+      type:
+        scalar: numeric
+      default: 0
+    - name: partition
+      type:
+        scalar: numeric
+      default: 0
+    - name: start
+      type:
+        scalar: numeric
+      default: 0
 - name: com.github.kannika.armory.apis.kannika.v1alpha.RestorePartition
   map:
     fields:
@@ -457,6 +472,12 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: phase
       type:
         scalar: string
+    - name: progress
+      type:
+        scalar: string
+    - name: records
+      type:
+        scalar: string
     - name: startTime
       type:
         namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
@@ -499,6 +520,15 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: bytesTotal
       type:
         scalar: numeric
+    - name: gapPositions
+      type:
+        scalar: numeric
+    - name: gaps
+      type:
+        list:
+          elementType:
+            namedType: com.github.kannika.armory.apis.kannika.v1alpha.RestoreGap
+          elementRelationship: atomic
     - name: recordsRestored
       type:
         scalar: numeric

@@ -42,6 +42,11 @@ type RestoreStatusApplyConfiguration struct {
 	StartTime *metav1.Time `json:"startTime,omitempty"`
 	// completionTime is when every selected record was written.
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	// progress is the share of the selected records restored and
+	// committed, e.g. "41%". Written by the restore worker.
+	Progress *string `json:"progress,omitempty"`
+	// records is "restored/total" over every topic, e.g. "41000/100000".
+	Records *string `json:"records,omitempty"`
 	// topics is the progress of each restored topic.
 	Topics []RestoreTopicStatusApplyConfiguration `json:"topics,omitempty"`
 }
@@ -102,6 +107,22 @@ func (b *RestoreStatusApplyConfiguration) WithStartTime(value metav1.Time) *Rest
 // If called multiple times, the CompletionTime field is set to the value of the last call.
 func (b *RestoreStatusApplyConfiguration) WithCompletionTime(value metav1.Time) *RestoreStatusApplyConfiguration {
 	b.CompletionTime = &value
+	return b
+}
+
+// WithProgress sets the Progress field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Progress field is set to the value of the last call.
+func (b *RestoreStatusApplyConfiguration) WithProgress(value string) *RestoreStatusApplyConfiguration {
+	b.Progress = &value
+	return b
+}
+
+// WithRecords sets the Records field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Records field is set to the value of the last call.
+func (b *RestoreStatusApplyConfiguration) WithRecords(value string) *RestoreStatusApplyConfiguration {
+	b.Records = &value
 	return b
 }
 

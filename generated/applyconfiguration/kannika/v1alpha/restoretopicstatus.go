@@ -35,6 +35,12 @@ type RestoreTopicStatusApplyConfiguration struct {
 	BytesRestored *int64 `json:"bytesRestored,omitempty"`
 	// bytesTotal is the number of record bytes selected for restore.
 	BytesTotal *int64 `json:"bytesTotal,omitempty"`
+	// gaps are ranges of positions inside the selected window that the
+	// backup does not hold (Kafka's retention removed them before the
+	// backup reached them). The first 20 are listed.
+	Gaps []RestoreGapApplyConfiguration `json:"gaps,omitempty"`
+	// gapPositions counts the positions of every gap in the window.
+	GapPositions *int64 `json:"gapPositions,omitempty"`
 }
 
 // RestoreTopicStatusApplyConfiguration constructs a declarative configuration of the RestoreTopicStatus type for use with
@@ -88,5 +94,26 @@ func (b *RestoreTopicStatusApplyConfiguration) WithBytesRestored(value int64) *R
 // If called multiple times, the BytesTotal field is set to the value of the last call.
 func (b *RestoreTopicStatusApplyConfiguration) WithBytesTotal(value int64) *RestoreTopicStatusApplyConfiguration {
 	b.BytesTotal = &value
+	return b
+}
+
+// WithGaps adds the given value to the Gaps field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the Gaps field.
+func (b *RestoreTopicStatusApplyConfiguration) WithGaps(values ...*RestoreGapApplyConfiguration) *RestoreTopicStatusApplyConfiguration {
+	for i := range values {
+		if values[i] == nil {
+			panic("nil value passed to WithGaps")
+		}
+		b.Gaps = append(b.Gaps, *values[i])
+	}
+	return b
+}
+
+// WithGapPositions sets the GapPositions field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the GapPositions field is set to the value of the last call.
+func (b *RestoreTopicStatusApplyConfiguration) WithGapPositions(value int64) *RestoreTopicStatusApplyConfiguration {
+	b.GapPositions = &value
 	return b
 }
