@@ -25,6 +25,10 @@ func Execute() int {
 	defer stop()
 	if err := NewRootCommand().ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
+		var exit *exitError
+		if errors.As(err, &exit) {
+			return exit.code
+		}
 		return 1
 	}
 	return 0
@@ -133,7 +137,3 @@ func signalContext() (context.Context, context.CancelFunc) {
 		cancel()
 	}
 }
-
-// errNotImplemented is returned by the parts of Armory that are not built yet:
-// they say so and exit non-zero instead of pretending to work.
-var errNotImplemented = errors.New("not implemented yet")

@@ -14,9 +14,15 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/klog/v2"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kannika/armory/generated/clientset/versioned"
 	"github.com/kannika/armory/pkg/endpoints"
 	"github.com/kannika/armory/pkg/leader"
+	"github.com/kannika/armory/pkg/restore"
 	"github.com/kannika/armory/pkg/worker"
+	"github.com/kannika/armory/pkg/workerlease"
 )
 
 // workerOptions are the settings of `armory worker`.
@@ -30,6 +36,10 @@ type workerOptions struct {
 	recheckInterval    time.Duration
 	metricsAddress     string
 	healthProbeAddress string
+	txnRecords         int
+	txnBytes           int64
+	txnInterval        time.Duration
+	parallel           int
 }
 
 func newWorkerCommand() *cobra.Command {
@@ -49,16 +59,24 @@ Run it from a laptop against a kubeconfig to debug one Backup:
   armory worker --kubeconfig ~/.kube/config --namespace team-a --backup my-backup
 
 While another worker holds the Lease, it waits and logs who holds it. On
-SIGTERM it uploads its open segments, then releases the Lease and exits.`,
+SIGTERM a backup uploads its open segments, then releases the Lease and
+exits; a restore commits its open transaction and exits 3.
+
+A restore exits 0 when every selected record is written (or already was),
+2 when it cannot go on (a preflight check failed, a corrupt segment: the
+Restore's status says which), and 3 when it stopped before the end
+(SIGTERM, spec.enabled false, another worker took over): run it again to
+resume from what was committed.`,
 		Example: `  armory worker --backup=backup-example
-  armory worker --backup=backup-example --namespace=team-a -v=2`,
+  armory worker --backup=backup-example --namespace=team-a -v=2
+  armory worker --restore=restore-example --namespace=team-a`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.validate(); err != nil {
 				return err
 			}
 			if o.restore != "" {
-				return fmt.Errorf("armory worker --restore: %w", errNotImplemented)
+				return o.runRestore(cmd.Context())
 			}
 			return o.runBackup(cmd.Context())
 		},
@@ -79,6 +97,14 @@ SIGTERM it uploads its open segments, then releases the Lease and exits.`,
 		"How often progress is written to the resource's status, when it changed.")
 	f.DurationVar(&o.recheckInterval, "recheck-interval", 30*time.Second,
 		"How often to look for new partitions and to check a failed stream again.")
+	f.IntVar(&o.txnRecords, "transaction-records", restore.DefaultTxnRecords,
+		"Restores: commit a transaction at this many records.")
+	f.Int64Var(&o.txnBytes, "transaction-bytes", restore.DefaultTxnBytes,
+		"Restores: commit a transaction at this many record bytes.")
+	f.DurationVar(&o.txnInterval, "transaction-interval", restore.DefaultTxnInterval,
+		"Restores: commit a transaction at most this long after it began.")
+	f.IntVar(&o.parallel, "parallel-partitions", restore.DefaultParallel,
+		"Restores: how many partitions are read at once; each holds up to about 2 MiB.")
 	f.StringVar(&o.metricsAddress, "metrics-bind-address", ":8080",
 		"Address of the Prometheus /metrics endpoint; \"0\" turns it off.")
 	f.StringVar(&o.healthProbeAddress, "health-probe-bind-address", ":8081",
@@ -105,10 +131,22 @@ func (o *workerOptions) validate() error {
 	return nil
 }
 
-func (o *workerOptions) runBackup(ctx context.Context) error {
+// workerEnv is what both kinds of worker start from: clients, namespace,
+// identity, and the metrics and health endpoints.
+type workerEnv struct {
+	kube      kubernetes.Interface
+	armory    versioned.Interface
+	namespace string
+	identity  string
+	registry  *prometheus.Registry
+	ready     *atomic.Bool
+	shutdown  func() error
+}
+
+func (o *workerOptions) start(ctx context.Context, kind string) (*workerEnv, error) {
 	kube, armory, err := o.cluster.clients("armory-worker")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ns := o.cluster.namespace
 	if ns == "" {
@@ -116,7 +154,7 @@ func (o *workerOptions) runBackup(ctx context.Context) error {
 	}
 	if ns == "" {
 		if ns, _, err = o.cluster.clientConfig().Namespace(); err != nil {
-			return fmt.Errorf("find the Backup's namespace: %w (pass --namespace)", err)
+			return nil, fmt.Errorf("find the %s's namespace: %w (pass --namespace)", kind, err)
 		}
 	}
 	identity := os.Getenv("POD_NAME")
@@ -124,28 +162,65 @@ func (o *workerOptions) runBackup(ctx context.Context) error {
 		hostname, _ := os.Hostname()
 		identity = hostname + "_" + string(uuid.NewUUID())[:8]
 	}
-
-	reg := endpoints.NewRegistry()
-	var ready atomic.Bool
-	shutdownEndpoints, err := endpoints.Serve(ctx, endpoints.Config{
+	e := &workerEnv{kube: kube, armory: armory, namespace: ns, identity: identity, registry: endpoints.NewRegistry(), ready: &atomic.Bool{}}
+	e.shutdown, err = endpoints.Serve(ctx, endpoints.Config{
 		MetricsAddress: o.metricsAddress,
 		HealthAddress:  o.healthProbeAddress,
-		Gatherer:       reg,
+		Gatherer:       e.registry,
 		Readyz: map[string]endpoints.Check{"lease": func(*http.Request) error {
-			if !ready.Load() {
-				return errors.New("not holding the Backup's Lease")
+			if !e.ready.Load() {
+				return fmt.Errorf("not holding the %s's Lease", kind)
 			}
 			return nil
 		}},
 	})
 	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (o *workerOptions) runRestore(ctx context.Context) error {
+	e, err := o.start(ctx, "Restore")
+	if err != nil {
 		return err
 	}
-	klog.FromContext(ctx).Info("Starting Backup worker", "backup", klog.KRef(ns, o.backup), "identity", identity)
-	runErr := worker.RunBackup(ctx, worker.BackupOptions{
-		Kube: kube, Armory: armory, Namespace: ns, Name: o.backup, Identity: identity,
-		StoragePath: o.storagePath, Lease: o.lease, StatusInterval: o.statusInterval, Recheck: o.recheckInterval,
-		Registry: reg, Ready: ready.Store,
+	klog.FromContext(ctx).Info("Starting Restore worker", "restore", klog.KRef(e.namespace, o.restore), "identity", e.identity)
+	runErr := restore.Run(ctx, restore.Options{
+		Kube: e.kube, Armory: e.armory, Namespace: e.namespace, Name: o.restore, Identity: e.identity,
+		StoragePath: o.storagePath, Lease: o.lease, StatusInterval: o.statusInterval,
+		TxnRecords: o.txnRecords, TxnBytes: o.txnBytes, TxnInterval: o.txnInterval, Parallel: max(o.parallel, 1),
+		Registry: e.registry, Ready: e.ready.Store,
 	})
-	return errors.Join(runErr, shutdownEndpoints())
+	err = errors.Join(runErr, e.shutdown())
+	switch {
+	case errors.Is(runErr, restore.ErrPermanent):
+		return &exitError{code: workerlease.ExitRestorePermanent, err: err}
+	case errors.Is(runErr, restore.ErrInterrupted):
+		return &exitError{code: workerlease.ExitRestoreInterrupted, err: err}
+	}
+	return err
 }
+
+func (o *workerOptions) runBackup(ctx context.Context) error {
+	e, err := o.start(ctx, "Backup")
+	if err != nil {
+		return err
+	}
+	klog.FromContext(ctx).Info("Starting Backup worker", "backup", klog.KRef(e.namespace, o.backup), "identity", e.identity)
+	runErr := worker.RunBackup(ctx, worker.BackupOptions{
+		Kube: e.kube, Armory: e.armory, Namespace: e.namespace, Name: o.backup, Identity: e.identity,
+		StoragePath: o.storagePath, Lease: o.lease, StatusInterval: o.statusInterval, Recheck: o.recheckInterval,
+		Registry: e.registry, Ready: e.ready.Store,
+	})
+	return errors.Join(runErr, e.shutdown())
+}
+
+// exitError is an error with the exit code it stands for.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
