@@ -69,17 +69,13 @@ func TestWorkerNeedsExactlyOneResource(t *testing.T) {
 	}
 }
 
-// TestUnbuiltPartsSayTheyAreNotBuilt checks that nothing pretends to work.
-func TestUnbuiltPartsSayTheyAreNotBuilt(t *testing.T) {
+// TestRestoreWithoutAClusterSaysWhatToPass: a restore run from a laptop
+// with a wrong kubeconfig says which file, and exits non-zero.
+func TestRestoreWithoutAClusterSaysWhatToPass(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{
-		{"worker", "--restore=restore-example"},
-	} {
-		_, stderr, code := run(t, args...)
-		if code == 0 || !strings.Contains(stderr, "not implemented yet") {
-			t.Errorf("armory %s: exit %d, stderr %q; want a non-zero exit that says it is not implemented yet",
-				strings.Join(args, " "), code, stderr)
-		}
+	_, stderr, code := run(t, "worker", "--restore=restore-example", "--kubeconfig", "/nonexistent/kubeconfig")
+	if code == 0 || !strings.Contains(stderr, "/nonexistent/kubeconfig") {
+		t.Errorf("exit %d, stderr %q; want a non-zero exit naming the kubeconfig", code, stderr)
 	}
 }
 
@@ -89,7 +85,8 @@ func TestHelpExplainsFlags(t *testing.T) {
 		"controller": {"--kubeconfig", "--namespace", "--leader-elect", "--worker-image",
 			"--metrics-bind-address", "--health-probe-bind-address", "-v, --v"},
 		"worker": {"--kubeconfig", "--namespace", "--backup", "--restore",
-			"--metrics-bind-address", "--health-probe-bind-address", "Name of the Backup to run"},
+			"--metrics-bind-address", "--health-probe-bind-address", "Name of the Backup to run",
+			"--transaction-records", "--parallel-partitions", "exits 0 when every selected record"},
 	}
 	for sub, wants := range tests {
 		stdout, stderr, code := run(t, sub, "--help")

@@ -533,14 +533,25 @@ spec:
 		return eh.Status.Phase == v1alpha.PhaseFailed &&
 			strings.HasPrefix(eh.Status.Message, `💥 Failed: spec.kafka.properties[auto.offset.reset]: Unsupported value: "auto.offset.reset"`), eh.Status.Message
 	})
-	testenv.WaitFor(t, 30*time.Second, "restore-example to say restores are not built", func() (bool, string) {
+	// Enabled, with no worker yet: a Job running the worker, Initializing.
+	testenv.WaitFor(t, 30*time.Second, "restore-example Initializing", func() (bool, string) {
 		r, _ := env.Armory.KannikaV1alpha().Restores(ns).Get(ctx(), "restore-example", metav1.GetOptions{})
-		return r.Status.Phase == v1alpha.PhaseFailed && strings.Contains(r.Status.Message, "cannot run restores yet"), r.Status.Message
+		return r.Status.Phase == v1alpha.PhaseInitializing, r.Status.Message
 	})
+	assertGetShows(t, ns, "restores", "restore-example", "⏳ Initializing: waiting for the Job's worker to start")
+	job, err := env.Kube.BatchV1().Jobs(ns).Get(ctx(), "restore-example-restore", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd := job.Spec.Template.Spec.Containers[0].Command; strings.Join(cmd, " ") != "armory worker --restore=restore-example" ||
+		job.Spec.Suspend == nil || *job.Spec.Suspend || !metav1.IsControlledBy(job, restoreOf(t, ns, "restore-example")) {
+		t.Errorf("Job: command %q, suspend %v, owners %+v", cmd, job.Spec.Suspend, job.OwnerReferences)
+	}
 	kubectl(t, "", "patch", "restore", "restore-example", "-n", ns, "--type=merge", "-p", `{"spec":{"enabled":false}}`)
-	testenv.WaitFor(t, 30*time.Second, "restore-example Ready once disabled", func() (bool, string) {
+	testenv.WaitFor(t, 30*time.Second, "restore-example Ready and its Job suspended once disabled", func() (bool, string) {
 		r, _ := env.Armory.KannikaV1alpha().Restores(ns).Get(ctx(), "restore-example", metav1.GetOptions{})
-		return r.Status.Phase == v1alpha.PhaseReady, r.Status.Message
+		job, _ := env.Kube.BatchV1().Jobs(ns).Get(ctx(), "restore-example-restore", metav1.GetOptions{})
+		return r.Status.Phase == v1alpha.PhaseReady && job != nil && job.Spec.Suspend != nil && *job.Spec.Suspend, r.Status.Message
 	})
 	assertGetShows(t, ns, "restores", "restore-example", "🌈 Ready")
 }
@@ -561,3 +572,12 @@ func TestDeployDryRun(t *testing.T) {
 }
 
 func testenvDeployDir() string { return filepath.Join(testenv.RepoRoot(), "deploy") }
+
+func restoreOf(t *testing.T, ns, name string) *v1alpha.Restore {
+	t.Helper()
+	r, err := env.Armory.KannikaV1alpha().Restores(ns).Get(ctx(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}

@@ -28,10 +28,10 @@ import (
 	"github.com/kannika/armory/generated/clientset/versioned"
 	"github.com/kannika/armory/generated/clientset/versioned/scheme"
 	armoryinformers "github.com/kannika/armory/generated/informers/externalversions"
-	listers "github.com/kannika/armory/generated/listers/kannika/v1alpha"
 	"github.com/kannika/armory/pkg/controller/backup"
 	"github.com/kannika/armory/pkg/controller/phase"
 	"github.com/kannika/armory/pkg/controller/refs"
+	"github.com/kannika/armory/pkg/controller/restore"
 	"github.com/kannika/armory/pkg/workerlease"
 )
 
@@ -65,12 +65,11 @@ type Controller struct {
 	storages  *queue
 	restores  *queue
 
-	backupReconciler *backup.Reconciler
-	refs             refs.Listers
-	restoreLister    listers.RestoreLister
-	eventHubsWritten *phase.Written[v1alpha.EventHubStatus]
-	storagesWritten  *phase.Written[v1alpha.StorageStatus]
-	restoresWritten  *phase.Written[v1alpha.RestoreStatus]
+	backupReconciler  *backup.Reconciler
+	restoreReconciler *restore.Reconciler
+	refs              refs.Listers
+	eventHubsWritten  *phase.Written[v1alpha.EventHubStatus]
+	storagesWritten   *phase.Written[v1alpha.StorageStatus]
 	pvcLister        corelisters.PersistentVolumeClaimLister
 	recorder         record.EventRecorder
 	broadcaster      record.EventBroadcaster
@@ -102,6 +101,7 @@ func New(kube kubernetes.Interface, armory versioned.Interface, opts Options) (*
 	backups, eventHubs, storages, credentials, restores :=
 		ai.Backups(), ai.EventHubs(), ai.Storages(), ai.Credentials(), ai.Restores()
 	deployments := c.ownedInformers.Apps().V1().Deployments()
+	jobs := c.ownedInformers.Batch().V1().Jobs()
 	serviceAccounts := c.ownedInformers.Core().V1().ServiceAccounts()
 	roles := c.ownedInformers.Rbac().V1().Roles()
 	roleBindings := c.ownedInformers.Rbac().V1().RoleBindings()
@@ -137,10 +137,8 @@ func New(kube kubernetes.Interface, armory versioned.Interface, opts Options) (*
 		Credentials: credentials.Lister(),
 		Secrets:     secrets.Lister(),
 	}
-	c.restoreLister = restores.Lister()
 	c.eventHubsWritten = phase.NewWritten(sameStatus[v1alpha.EventHubStatus])
 	c.storagesWritten = phase.NewWritten(sameStatus[v1alpha.StorageStatus])
-	c.restoresWritten = phase.NewWritten(sameStatus[v1alpha.RestoreStatus])
 	c.pvcLister = pvcs.Lister()
 	c.backupReconciler = &backup.Reconciler{
 		Kube:            kube,
@@ -148,6 +146,21 @@ func New(kube kubernetes.Interface, armory versioned.Interface, opts Options) (*
 		Backups:         backups.Lister(),
 		Refs:            c.refs,
 		Deployments:     deployments.Lister(),
+		ServiceAccounts: serviceAccounts.Lister(),
+		Roles:           roles.Lister(),
+		RoleBindings:    roleBindings.Lister(),
+		Leases:          leases.Lister(),
+		Recorder:        c.recorder,
+		Clock:           opts.Clock,
+		Config:          opts.Backup,
+	}
+
+	c.restoreReconciler = &restore.Reconciler{
+		Kube:            kube,
+		Armory:          armory,
+		Restores:        restores.Lister(),
+		Refs:            c.refs,
+		Jobs:            jobs.Lister(),
 		ServiceAccounts: serviceAccounts.Lister(),
 		Roles:           roles.Lister(),
 		RoleBindings:    roleBindings.Lister(),
@@ -178,11 +191,12 @@ func New(kube kubernetes.Interface, armory versioned.Interface, opts Options) (*
 		}},
 		{credentials.Informer(), func(obj any) { c.enqueueDependents(dependents.of(indexCredentials, obj)) }},
 		{secrets.Informer(), func(obj any) { c.enqueueDependents(dependents.ofSecret(obj)) }},
-		{deployments.Informer(), c.enqueueOwningBackup},
-		{serviceAccounts.Informer(), c.enqueueOwningBackup},
-		{roles.Informer(), c.enqueueOwningBackup},
-		{roleBindings.Informer(), c.enqueueOwningBackup},
-		{leases.Informer(), c.enqueueLeaseBackup},
+		{deployments.Informer(), c.enqueueOwner},
+		{jobs.Informer(), c.enqueueOwner},
+		{serviceAccounts.Informer(), c.enqueueOwner},
+		{roles.Informer(), c.enqueueOwner},
+		{roleBindings.Informer(), c.enqueueOwner},
+		{leases.Informer(), c.enqueueLeaseOwner},
 		{pvcs.Informer(), c.enqueueLabelledStorage},
 	}
 	for _, h := range handlers {
@@ -230,7 +244,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 		{c.backups, c.backupReconciler.Sync},
 		{c.eventHubs, c.syncEventHub},
 		{c.storages, c.syncStorage},
-		{c.restores, c.syncRestore},
+		{c.restores, c.restoreReconciler.Sync},
 	}
 	var wg sync.WaitGroup
 	for _, q := range queues {

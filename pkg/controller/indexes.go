@@ -126,22 +126,32 @@ func metaOf(obj any) (metav1.Object, bool) {
 	return o, ok
 }
 
-// enqueueOwningBackup queues the Backup that controls an owned object.
-func (c *Controller) enqueueOwningBackup(obj any) {
+// enqueueOwner queues the Backup or Restore that controls an owned object.
+func (c *Controller) enqueueOwner(obj any) {
 	o, ok := metaOf(obj)
 	if !ok {
 		return
 	}
-	if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "Backup" && ref.APIVersion == v1alpha.SchemeGroupVersion.String() {
+	ref := metav1.GetControllerOf(o)
+	if ref == nil || ref.APIVersion != v1alpha.SchemeGroupVersion.String() {
+		return
+	}
+	switch ref.Kind {
+	case "Backup":
 		c.backups.Add(cache.ObjectName{Namespace: o.GetNamespace(), Name: ref.Name})
+	case "Restore":
+		c.restores.Add(cache.ObjectName{Namespace: o.GetNamespace(), Name: ref.Name})
 	}
 }
 
-// enqueueLeaseBackup queues the Backup whose worker holds a Lease.
-func (c *Controller) enqueueLeaseBackup(obj any) {
+// enqueueLeaseOwner queues the Backup or Restore whose worker holds a Lease.
+func (c *Controller) enqueueLeaseOwner(obj any) {
 	if o, ok := metaOf(obj); ok {
 		if name := o.GetLabels()[workerlease.BackupLabel]; name != "" {
 			c.backups.Add(cache.ObjectName{Namespace: o.GetNamespace(), Name: name})
+		}
+		if name := o.GetLabels()[workerlease.RestoreLabel]; name != "" {
+			c.restores.Add(cache.ObjectName{Namespace: o.GetNamespace(), Name: name})
 		}
 	}
 }

@@ -119,52 +119,9 @@ func (c *Controller) reconcilePVC(ctx context.Context, s *v1alpha.Storage) (*cor
 	return existing, nil
 }
 
-// syncRestore writes a Restore's status. Running restores is not built yet:
-// an enabled Restore says so rather than pretend.
-func (c *Controller) syncRestore(ctx context.Context, namespace, name string) (time.Duration, error) {
-	r, err := c.restoreLister.Restores(namespace).Get(name)
-	if apierrors.IsNotFound(err) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	resolved, err := c.refs.Restore(r)
-	if err != nil {
-		return 0, err
-	}
-	key := cache.ObjectName{Namespace: namespace, Name: name}
-	r = r.DeepCopy()
-	r.Status = c.restoresWritten.Previous(key, r.Status)
-	old, cur := r.Status, restoreStatus(r, resolved, c.clock.Now())
-	if sameStatus(old, cur) {
-		return 0, nil
-	}
-	apply := applyv1alpha.Restore(name, namespace).WithStatus(applyv1alpha.RestoreStatus().
-		WithPhase(cur.Phase).WithMessage(cur.Message).WithObservedGeneration(cur.ObservedGeneration).
-		WithConditions(conditionsApply(cur.Conditions)...))
-	if _, err := c.armory.KannikaV1alpha().Restores(namespace).ApplyStatus(ctx, apply, applyOptions); err != nil {
-		return 0, fmt.Errorf("write Restore status: %w", err)
-	}
-	c.restoresWritten.Record(key, cur)
-	reason := ""
-	if len(resolved.Problems) > 0 {
-		reason = resolved.Problems[0].Reason
-	}
-	c.recordTransition(r, old.Phase, old.Message, cur.Phase, cur.Message, reason)
-	return 0, nil
-}
-
 // sameStatus compares statuses as a user sees them. The controller owns
-// every field of EventHub and Storage statuses; of a Restore's it compares
-// only those it writes (the restore worker will own the rest).
-func sameStatus[T v1alpha.EventHubStatus | v1alpha.StorageStatus | v1alpha.RestoreStatus](a, b T) bool {
-	switch a := any(a).(type) {
-	case v1alpha.RestoreStatus:
-		b := any(b).(v1alpha.RestoreStatus)
-		return a.Phase == b.Phase && a.Message == b.Message && a.ObservedGeneration == b.ObservedGeneration &&
-			equality.Semantic.DeepEqual(a.Conditions, b.Conditions)
-	}
+// every field of EventHub and Storage statuses.
+func sameStatus[T v1alpha.EventHubStatus | v1alpha.StorageStatus](a, b T) bool {
 	return equality.Semantic.DeepEqual(a, b)
 }
 

@@ -85,13 +85,14 @@ func DesiredReplicas(b *v1alpha.Backup, r refs.Resolved) int32 {
 	return 1
 }
 
-// NewDeployment builds a Backup's Deployment. It is a pure function of the
-// Backup, what it references and the controller's settings.
-func NewDeployment(b *v1alpha.Backup, r refs.Resolved, cfg Config) *appsv1.Deployment {
+// WorkerPod is the pod template every worker runs in, Backup or Restore:
+// non-root, read-only root filesystem, no capabilities, the volume
+// Storage mounted if there is one, probes on the health port.
+func WorkerPod(labels map[string]string, serviceAccount string, command []string, storage *v1alpha.Storage, cfg Config) corev1.PodTemplateSpec {
 	pod := corev1.PodTemplateSpec{
-		ObjectMeta: metav1.ObjectMeta{Labels: Labels(b)},
+		ObjectMeta: metav1.ObjectMeta{Labels: labels},
 		Spec: corev1.PodSpec{
-			ServiceAccountName:            DeploymentName(b),
+			ServiceAccountName:            serviceAccount,
 			TerminationGracePeriodSeconds: ptr.To[int64](terminationGracePeriod),
 			SecurityContext: &corev1.PodSecurityContext{
 				RunAsNonRoot:   ptr.To(true),
@@ -104,7 +105,7 @@ func NewDeployment(b *v1alpha.Backup, r refs.Resolved, cfg Config) *appsv1.Deplo
 				Name:            ContainerName,
 				Image:           cfg.Image,
 				ImagePullPolicy: cfg.ImagePullPolicy,
-				Command:         WorkerCommand(b),
+				Command:         command,
 				Env: []corev1.EnvVar{
 					// The downward API, not literals: the worker's identity in its Lease.
 					{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
@@ -133,13 +134,20 @@ func NewDeployment(b *v1alpha.Backup, r refs.Resolved, cfg Config) *appsv1.Deplo
 			Volumes: []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
 		},
 	}
-	if s := r.Storage; s != nil && s.Spec.Volume != nil {
+	if storage != nil && storage.Spec.Volume != nil {
 		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: "storage", VolumeSource: corev1.VolumeSource{
-			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: refs.PVCName(s)},
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: refs.PVCName(storage)},
 		}})
 		c := &pod.Spec.Containers[0]
 		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "storage", MountPath: StorageMountPath})
 	}
+	return pod
+}
+
+// NewDeployment builds a Backup's Deployment. It is a pure function of the
+// Backup, what it references and the controller's settings.
+func NewDeployment(b *v1alpha.Backup, r refs.Resolved, cfg Config) *appsv1.Deployment {
+	pod := WorkerPod(Labels(b), DeploymentName(b), WorkerCommand(b), r.Storage, cfg)
 	pod.Annotations = map[string]string{InputsHashAnnotation: inputsHash(b, r, &pod)}
 
 	return &appsv1.Deployment{
