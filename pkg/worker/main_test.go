@@ -54,7 +54,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	testenv.Main(m, &env, removeBin, kfk.Close, gcsSrv.Stop)
+	stopTarget := startTargetKafka()
+	testenv.Main(m, &env, removeBin, kfk.Close, stopTarget, gcsSrv.Stop)
 }
 
 func ctx() context.Context { return context.Background() }

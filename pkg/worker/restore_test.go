@@ -1,0 +1,765 @@
+package worker_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kannika/armory/apis/kannika/v1alpha"
+	"github.com/kannika/armory/pkg/layout"
+	"github.com/kannika/armory/pkg/segment"
+	"github.com/kannika/armory/pkg/testenv"
+)
+
+// The restore tests write into a second Kafka cluster, as a restore into
+// another cluster (cloning production into a test environment) does.
+var (
+	targetKafka   *kfake.Cluster
+	targetBrokers []string
+)
+
+func startTargetKafka() func() {
+	var err error
+	targetKafka, err = kfake.NewCluster(kfake.NumBrokers(3), kfake.ClusterID("armory-restore-target"),
+		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
+	if err != nil {
+		panic(err)
+	}
+	targetBrokers = targetKafka.ListenAddrs()
+	return targetKafka.Close
+}
+
+// restoreSetup is a Restore, in the namespace of a backupSetup, writing into
+// the target cluster through an EventHub of its own.
+type restoreSetup struct {
+	*backupSetup
+	name string
+}
+
+// setupRestore applies an EventHub for the target cluster and a Restore of
+// the given config (YAML under spec.config, indented by 4 spaces).
+func (s *backupSetup) setupRestore(t *testing.T, name, config string) *restoreSetup {
+	t.Helper()
+	manifest := fmt.Sprintf(`apiVersion: kannika.io/v1alpha
+kind: EventHub
+metadata: {name: target-kafka}
+spec:
+  kafka:
+    properties:
+      bootstrap.servers: %q
+      metadata.max.age.ms: "1000"
+---
+apiVersion: kannika.io/v1alpha
+kind: Restore
+metadata: {name: %s}
+spec:
+  source: my-storage
+  sink: target-kafka
+  enabled: true
+  config:
+%s`, strings.Join(targetBrokers, ","), name, config)
+	if out, errOut, err := env.Kubectl(t, manifest, "apply", "-n", s.ns, "-f", "-"); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s%s", err, out, errOut)
+	}
+	return &restoreSetup{backupSetup: s, name: name}
+}
+
+// startRestoreWorker runs `armory worker --restore` as the Job would.
+func (s *restoreSetup) startRestoreWorker(t *testing.T, extra ...string) *workerProcess {
+	t.Helper()
+	w := &workerProcess{log: &testenv.Output{}, metricsAddr: testenv.FreeAddr(t), healthAddr: testenv.FreeAddr(t), done: make(chan struct{})}
+	args := append([]string{"worker", "--restore=" + s.name,
+		"--kubeconfig", s.kubeconfigOrAdmin(), "--namespace", s.ns,
+		"--metrics-bind-address", w.metricsAddr, "--health-probe-bind-address", w.healthAddr,
+		"--status-interval", "300ms",
+		"--lease-duration", "3s", "--lease-renew-deadline", "2s", "--lease-retry-period", "300ms"}, extra...)
+	if s.storagePath != "" {
+		args = append(args, "--storage-path", s.storagePath)
+	}
+	w.cmd = exec.Command(armory, args...)
+	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	w.cmd.Stdout, w.cmd.Stderr = w.log, w.log
+	w.cmd.Env = append(os.Environ(), "POD_NAME="+unique("restore-pod"))
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = w.cmd.Wait(); close(w.done) }()
+	t.Cleanup(func() {
+		w.kill()
+		if t.Failed() {
+			t.Logf("restore worker log:\n%s", w.log.String())
+		}
+	})
+	return w
+}
+
+// wait waits for the worker to exit by itself and returns its exit code.
+func (w *workerProcess) wait(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-w.done:
+	case <-time.After(timeout):
+		t.Fatalf("the worker did not exit within %v:\n%s", timeout, w.log.String())
+	}
+	return w.cmd.ProcessState.ExitCode()
+}
+
+func (s *restoreSetup) restore(t *testing.T) *v1alpha.Restore {
+	t.Helper()
+	r, err := env.Armory.KannikaV1alpha().Restores(s.ns).Get(ctx(), s.name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// consumeCommitted reads a target topic as a read_committed consumer does:
+// every partition from its start to its end.
+func consumeCommitted(t *testing.T, brokers []string, topic string) map[int32][]*sarama.ConsumerMessage {
+	t.Helper()
+	cfg := saramaConfig()
+	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
+	cfg.Consumer.MaxWaitTime = 50 * time.Millisecond
+	client, err := sarama.NewClient(brokers, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		t.Fatalf("target topic %s: %v", topic, err)
+	}
+	out := map[int32][]*sarama.ConsumerMessage{}
+	for _, p := range parts {
+		end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The end offset can be a transaction marker no consumer sees: stop
+		// at it, or when nothing more comes.
+		idle := time.NewTimer(3 * time.Second)
+	read:
+		for {
+			select {
+			case m := <-pc.Messages():
+				out[p] = append(out[p], m)
+				if m.Offset >= end-1 {
+					break read
+				}
+				idle.Reset(3 * time.Second)
+			case <-idle.C:
+				break read
+			}
+		}
+		pc.Close()
+	}
+	return out
+}
+
+// assertRestored checks that a target topic holds exactly the wanted source
+// records, per partition, in order, every field; with offsetHeader set, each
+// carries its source offset in that header, after its own headers.
+func assertRestored(t *testing.T, topic string, want produced, offsetHeader string) {
+	t.Helper()
+	got := consumeCommitted(t, targetBrokers, topic)
+	for p, records := range want {
+		if len(got[p]) != len(records) {
+			t.Errorf("%s partition %d: %d records restored, want %d", topic, p, len(got[p]), len(records))
+		}
+		for i := range min(len(got[p]), len(records)) {
+			m := got[p][i]
+			r := segment.Record{Offset: records[i].Offset, Timestamp: m.Timestamp, Key: m.Key, Value: m.Value}
+			for _, h := range m.Headers {
+				r.Headers = append(r.Headers, segment.RecordHeader{Key: string(h.Key), Value: h.Value})
+			}
+			if offsetHeader != "" {
+				last := len(r.Headers) - 1
+				if last < 0 || r.Headers[last].Key != offsetHeader || string(r.Headers[last].Value) != strconv.FormatInt(records[i].Offset, 10) {
+					t.Fatalf("%s partition %d record %d: headers %+v lack %s=%d last", topic, p, i, r.Headers, offsetHeader, records[i].Offset)
+				}
+				r.Headers = r.Headers[:last]
+			}
+			if msg := diffRecord(records[i], r); msg != "" {
+				t.Fatalf("%s partition %d record %d: %s", topic, p, i, msg)
+			}
+		}
+	}
+	for p := range got {
+		if _, ok := want[p]; !ok && len(got[p]) > 0 {
+			t.Errorf("%s partition %d: %d records restored, want none", topic, p, len(got[p]))
+		}
+	}
+}
+
+func total(p produced) int64 {
+	var n int64
+	for _, recs := range p {
+		n += int64(len(recs))
+	}
+	return n
+}
+
+// produceFarApart writes, in one batch per partition, records whose
+// timestamps lie years apart, out of order.
+func produceFarApart(t *testing.T, topic string, partitions int32, out produced) {
+	t.Helper()
+	p, err := sarama.NewSyncProducer(brokers, saramaConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	base := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	var msgs []*sarama.ProducerMessage
+	for i := range 12 {
+		m := recordMessage(topic, int32(i)%partitions, i, base)
+		m.Timestamp = base.AddDate(3*(i%3)-3, 0, i) // 2023, 2026, 2029
+		msgs = append(msgs, m)
+	}
+	if err := p.SendMessages(msgs); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		out[m.Partition] = append(out[m.Partition], fromMessage(m))
+	}
+}
+
+// produceAborted writes a transaction and aborts it: no restore may hold it.
+func produceAborted(t *testing.T, topic string) {
+	t.Helper()
+	cfg := saramaConfig()
+	cfg.Producer.Transaction.ID = unique("armory-test-aborted")
+	p, err := sarama.NewSyncProducer(brokers, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.BeginTxn(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		m := recordMessage(topic, int32(i%3), i, time.Now())
+		m.Value = sarama.StringEncoder("aborted")
+		if _, _, err := p.SendMessage(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.AbortTxn(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// backedUp backs topics up with the real backup worker until storage holds
+// every record produced, then stops it.
+func backedUp(t *testing.T, topics []string, want map[string]produced, volumeStorage bool) *backupSetup {
+	t.Helper()
+	s := setupBackup(t, topics, "", volumeStorage)
+	w := s.startWorker(t)
+	for _, topic := range topics {
+		waitCaughtUp(t, s.bucket, topic, want[topic], 2*time.Minute)
+	}
+	w.stop(t)
+	return s
+}
+
+// TestRoundTrip: 3 topics × 3 partitions of every kind of record, and an
+// aborted transaction, backed up by the real backup worker, restored into
+// renamed topics of another cluster (created by the restore with the
+// backed-up partition count and configs), read back read_committed: equal,
+// record by record; the status counts what the target holds.
+func TestRoundTrip(t *testing.T) {
+	t.Parallel()
+	want := map[string]produced{}
+	var topics []string
+	for i := range 3 {
+		topic := unique("round.trip")
+		topics = append(topics, topic)
+		createTopic(t, topic, 3, map[string]string{"retention.ms": "604800000", "max.message.bytes": "2097152"})
+		want[topic] = produced{}
+		produce(t, topic, 3, 10_000, want[topic])
+		if i == 0 {
+			produceAborted(t, topic)
+			produceFarApart(t, topic, 3, want[topic])
+		}
+	}
+	s := backedUp(t, topics, want, false)
+	var config strings.Builder
+	config.WriteString("    createTopics: true\n    legacyOffsetHeader: __original_offset\n    topics:\n")
+	for _, topic := range topics {
+		fmt.Fprintf(&config, "      - {source: %s, target: %s.restored}\n", topic, topic)
+	}
+	rs := s.setupRestore(t, "round-trip", config.String())
+	w := rs.startRestoreWorker(t)
+	if code := w.wait(t, 3*time.Minute); code != 0 {
+		t.Fatalf("restore worker exited %d:\n%s", code, w.log.String())
+	}
+	var sum int64
+	for _, topic := range topics {
+		assertRestored(t, topic+".restored", want[topic], "__original_offset")
+		sum += total(want[topic])
+	}
+	// createTopics made the target like the source.
+	admin, err := sarama.NewClusterAdmin(targetBrokers, saramaConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	meta, err := admin.DescribeTopics([]string{topics[0] + ".restored"})
+	if err != nil || len(meta) != 1 || len(meta[0].Partitions) != 3 {
+		t.Fatalf("created target: %+v, %v", meta, err)
+	}
+	configs, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topics[0] + ".restored"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, c := range configs {
+		if (c.Name == "retention.ms" && c.Value == "604800000") || (c.Name == "max.message.bytes" && c.Value == "2097152") {
+			found++
+		}
+	}
+	if found != 2 {
+		t.Errorf("the created target lacks the backed-up configs retention.ms and max.message.bytes: %+v", configs)
+	}
+	r := rs.restore(t)
+	if !meta1IsTrue(r, v1alpha.RestoreComplete) || r.Status.Records != fmt.Sprintf("%d/%d", sum, sum) || r.Status.Progress != "100%" ||
+		r.Status.StartTime == nil || r.Status.CompletionTime == nil {
+		t.Errorf("status after the restore: records %q progress %q start %v completion %v conditions %+v",
+			r.Status.Records, r.Status.Progress, r.Status.StartTime, r.Status.CompletionTime, r.Status.Conditions)
+	}
+	for _, ts := range r.Status.Topics {
+		if ts.RecordsRestored != ts.RecordsTotal || ts.RecordsRestored != total(want[ts.Source]) || ts.BytesRestored != ts.BytesTotal {
+			t.Errorf("topic status %+v, %d produced", ts, total(want[ts.Source]))
+		}
+	}
+	// Run again: a Done Restore writes nothing more.
+	again := rs.startRestoreWorker(t)
+	if code := again.wait(t, time.Minute); code != 0 {
+		t.Fatalf("second run exited %d", code)
+	}
+	assertRestored(t, topics[1]+".restored", want[topics[1]], "__original_offset")
+}
+
+func meta1IsTrue(r *v1alpha.Restore, typ string) bool {
+	return meta.IsStatusConditionTrue(r.Status.Conditions, typ)
+}
+
+// TestWindows: offset windows and a time window at their exact boundaries,
+// a window that cuts one segment, and one that falls inside a gap marker.
+func TestWindows(t *testing.T) {
+	t.Parallel()
+	a, b := unique("window.a"), unique("window.b")
+	want := map[string]produced{a: {}, b: {}}
+	createTopic(t, a, 3, nil)
+	createTopic(t, b, 2, nil)
+	produce(t, a, 3, 3_000, want[a])
+	produce(t, b, 2, 2_000, want[b])
+	s := backedUp(t, []string{a, b}, want, true)
+	// A gap marker for positions [5000, 5100) of b partition 1, as a backup
+	// writes when retention removed them first.
+	stAfter, err := layout.ListPartition(ctx(), s.bucket, b, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gapStart := stAfter.Next
+	gapJSON := fmt.Sprintf(`{"topic":%q,"partition":1,"start":%d,"end":%d}`, b, gapStart, gapStart+100)
+	if err := s.bucket.Create(ctx(), layout.GapName(b, 1, gapStart), strings.NewReader(gapJSON),
+		map[string]string{layout.MetaEnd: fmt.Sprint(gapStart + 100), layout.MetaRecords: "0", layout.MetaBytes: "0"}); err != nil {
+		t.Fatal(err)
+	}
+	a0 := want[a][0]
+	from, until := a0[100].Offset, a0[900].Offset // cuts segments in the middle
+	createTarget := func(topic string, partitions int32) {
+		if err := targetKafka.CreateTopic(topic, partitions, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ta, tb := a+".w", b+".w"
+	createTarget(ta, 3)
+	createTarget(tb, 2)
+	rs := s.setupRestore(t, "offset-windows", fmt.Sprintf(`    topics:
+      - source: %s
+        target: %s
+        partitions:
+          - {number: 0, restoreFromOffset: %d, restoreUntilOffset: %d}
+          - {number: 2, restoreUntilOffset: 1}
+      - source: %s
+        target: %s
+        partitions:
+          - {number: 1, restoreFromOffset: %d, restoreUntilOffset: %d}
+`, a, ta, from, until, b, tb, gapStart+10, gapStart+20))
+	w := rs.startRestoreWorker(t)
+	if code := w.wait(t, 2*time.Minute); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	assertRestored(t, ta, produced{0: a0[100:900], 2: want[a][2][:1]}, "")
+	assertRestored(t, tb, produced{}, "")
+	r := rs.restore(t)
+	var gaps []v1alpha.RestoreGap
+	for _, ts := range r.Status.Topics {
+		gaps = append(gaps, ts.Gaps...)
+	}
+	if len(gaps) != 1 || gaps[0] != (v1alpha.RestoreGap{Partition: 1, Start: gapStart + 10, End: gapStart + 20}) ||
+		!strings.Contains(meta.FindStatusCondition(r.Status.Conditions, v1alpha.RestoreComplete).Message, "10 positions in the window were not in the backup") {
+		t.Errorf("the gap inside the window is not reported: gaps %+v, conditions %+v", gaps, r.Status.Conditions)
+	}
+
+	// Time window: [ts of record 300 of a/1, ts of record 700 of a/1): the
+	// first record in is the one at from, the last one before to.
+	a1 := want[a][1]
+	tFrom, tTo := a1[300].Timestamp, a1[700].Timestamp
+	ta2 := a + ".t"
+	createTarget(ta2, 3)
+	rs2 := s.setupRestore(t, "time-window", fmt.Sprintf(`    filters:
+      time:
+        absolute: {fromDateTime: %q, toDateTime: %q}
+    topics:
+      - {source: %s, target: %s}
+`, tFrom.UTC().Format(time.RFC3339Nano), tTo.UTC().Format(time.RFC3339Nano), a, ta2))
+	w2 := rs2.startRestoreWorker(t)
+	if code := w2.wait(t, 2*time.Minute); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	inWindow := produced{}
+	for p, recs := range want[a] {
+		for _, r := range recs {
+			if !r.Timestamp.Before(tFrom) && r.Timestamp.Before(tTo) {
+				inWindow[p] = append(inWindow[p], r)
+			}
+		}
+	}
+	if inWindow[1][0].Offset != a1[300].Offset || inWindow[1][len(inWindow[1])-1].Offset != a1[699].Offset {
+		t.Fatalf("test setup: the window does not start at record 300 and end at 699 of partition 1")
+	}
+	assertRestored(t, ta2, inWindow, "")
+	if r := rs2.restore(t); r.Status.Records != fmt.Sprintf("%d/%d", total(inWindow), total(inWindow)) {
+		t.Errorf("time window status records %q, want %d", r.Status.Records, total(inWindow))
+	}
+}
+
+// TestPreflightFailuresChangeNothing: each check that fails gives Invalid
+// with its message and exit 2, and the target cluster is unchanged.
+func TestPreflightFailuresChangeNothing(t *testing.T) {
+	t.Parallel()
+	topic := unique("preflight")
+	want := map[string]produced{topic: {}}
+	createTopic(t, topic, 3, nil)
+	produce(t, topic, 3, 300, want[topic])
+	s := backedUp(t, []string{topic}, want, true)
+	small, full := unique("small"), unique("full")
+	if err := targetKafka.CreateTopic(small, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := targetKafka.CreateTopic(full, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, err := sarama.NewSyncProducer(targetBrokers, saramaConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: full, Partition: 1, Value: sarama.StringEncoder("already here")}); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	missing := unique("missing")
+	cases := []struct{ name, config, message string }{
+		{"source-missing", fmt.Sprintf("    topics:\n      - {source: no.such.topic, target: %s}\n", small),
+			`spec.config.topics[0].source: topic "no.such.topic" is not in Storage "my-storage"`},
+		{"target-missing", fmt.Sprintf("    topics:\n      - {source: %s, target: %s}\n", topic, missing),
+			fmt.Sprintf(`spec.config.topics[0].target: topic %q does not exist in EventHub "target-kafka": create it with at least 3 partitions, or set spec.config.createTopics: true`, missing)},
+		{"too-few-partitions", fmt.Sprintf("    topics:\n      - {source: %s, target: %s}\n", topic, small),
+			fmt.Sprintf(`spec.config.topics[0].target: topic %q has 2 partitions but the restore writes partition 2`, small)},
+		{"not-empty", fmt.Sprintf("    topics:\n      - {source: %s, target: %s}\n", topic, full),
+			fmt.Sprintf(`spec.config.topics[0].target: topic %q partition 1 is not empty (1 offsets): restore into an empty topic, or set disablePreflightChecks: true`, full)},
+		{"past-the-end", fmt.Sprintf("    topics:\n      - source: %s\n        target: %s\n        partitions: [{number: 0, restoreFromOffset: 100000}]\n", topic, small),
+			`spec.config.topics[0].partitions[0].restoreFromOffset: offset 100000 is past the end of the backup`},
+	}
+	before := targetState(t)
+	for _, tc := range cases {
+		rs := s.setupRestore(t, tc.name, tc.config)
+		w := rs.startRestoreWorker(t)
+		if code := w.wait(t, time.Minute); code != 2 {
+			t.Errorf("%s: exit %d, want 2", tc.name, code)
+		}
+		r := rs.restore(t)
+		c := meta.FindStatusCondition(r.Status.Conditions, v1alpha.RestorePreflight)
+		if c == nil || c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, tc.message) {
+			t.Errorf("%s: Preflight condition %+v, want False with %q", tc.name, c, tc.message)
+		}
+	}
+	if after := targetState(t); after != before {
+		t.Errorf("the target cluster changed:\nbefore %s\nafter  %s", before, after)
+	}
+	// disablePreflightChecks writes after what is there.
+	rs := s.setupRestore(t, "allowed", fmt.Sprintf("    topics:\n      - {source: %s, target: %s, disablePreflightChecks: true}\n", topic, full))
+	if code := rs.startRestoreWorker(t).wait(t, time.Minute); code != 0 {
+		t.Fatalf("disablePreflightChecks: exit %d", code)
+	}
+	if got := consumeCommitted(t, targetBrokers, full); len(got[1]) != len(want[topic][1])+1 {
+		t.Errorf("disablePreflightChecks: partition 1 holds %d records, want %d", len(got[1]), len(want[topic][1])+1)
+	}
+}
+
+// targetState lists the target cluster's topics with their end offsets.
+func targetState(t *testing.T) string {
+	t.Helper()
+	client, err := sarama.NewClient(targetBrokers, saramaConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	topics, err := client.Topics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(topics)
+	var out []string
+	for _, topic := range topics {
+		parts, _ := client.Partitions(topic)
+		for _, p := range parts {
+			end, _ := client.GetOffset(topic, p, sarama.OffsetNewest)
+			out = append(out, fmt.Sprintf("%s/%d@%d", topic, p, end))
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// TestSIGKILLDuringRestoreWritesNothingTwice kills the restore worker at
+// random moments spread over the restore and starts it again each time.
+func TestSIGKILLDuringRestoreWritesNothingTwice(t *testing.T) {
+	t.Parallel()
+	topic := unique("killed.restore")
+	want := map[string]produced{topic: {}}
+	createTopic(t, topic, 3, nil)
+	produce(t, topic, 3, 30_000, want[topic])
+	s := backedUp(t, []string{topic}, want, true)
+	rs := s.setupRestore(t, "killed", fmt.Sprintf("    createTopics: true\n    topics:\n      - {source: %s, target: %s.r}\n", topic, topic))
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	// Small transactions, so the restore spans many commits and kills land
+	// inside transactions and between them.
+	slow := []string{"--transaction-records", "300", "--transaction-interval", "50ms", "--parallel-partitions", "2"}
+	kills := 0
+	for attempt := 0; attempt < 30; attempt++ {
+		w := rs.startRestoreWorker(t, slow...)
+		if kills >= 5 {
+			if code := w.wait(t, 3*time.Minute); code != 0 {
+				t.Fatalf("final run exited %d", code)
+			}
+			break
+		}
+		// Kill once the worker is writing, at a random moment.
+		testenv.WaitFor(t, time.Minute, "the restore worker to commit", func() (bool, string) {
+			return strings.Contains(w.log.String(), "Committed transaction") || isDone(w), w.log.String()
+		})
+		time.Sleep(time.Duration(rng.IntN(700)) * time.Millisecond)
+		if isDone(w) {
+			t.Logf("the restore finished before kill %d", kills+1)
+			if code := w.wait(t, time.Second); code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+			break
+		}
+		w.kill()
+		kills++
+		t.Logf("kill %d at %s", kills, rs.restore(t).Status.Records)
+	}
+	if kills < 5 {
+		t.Errorf("only %d kills landed before the restore finished", kills)
+	}
+	assertRestored(t, topic+".r", want[topic], "")
+	r := rs.restore(t)
+	if n := total(want[topic]); r.Status.Records != fmt.Sprintf("%d/%d", n, n) {
+		t.Errorf("status records %q, want %d/%d", r.Status.Records, n, n)
+	}
+}
+
+func isDone(w *workerProcess) bool {
+	select {
+	case <-w.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// TestCorruptSegmentStopsTheRestore: a flipped byte in a stored segment
+// fails the Restore naming the object and the byte; what came before it is
+// restored once, nothing after it.
+func TestCorruptSegmentStopsTheRestore(t *testing.T) {
+	t.Parallel()
+	topic := unique("corrupt")
+	want := map[string]produced{topic: {}}
+	createTopic(t, topic, 1, nil)
+	produce(t, topic, 1, 6_000, want[topic])
+	s := backedUp(t, []string{topic}, want, true)
+	st, err := layout.ListPartition(ctx(), s.bucket, topic, 0)
+	if err != nil || len(st.Objects) < 3 {
+		t.Fatalf("want at least 3 segments: %+v %v", st, err)
+	}
+	bad := st.Objects[1]
+	var before int64
+	before = st.Objects[0].Records
+	path := filepath.Join(s.storagePath, filepath.FromSlash(bad.Name))
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Flip a byte in the middle of the file: inside a block's payload.
+	data[len(data)/2] ^= 0x40
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rs := s.setupRestore(t, "corrupt", fmt.Sprintf("    createTopics: true\n    topics:\n      - {source: %s, target: %s.r}\n", topic, topic))
+	w := rs.startRestoreWorker(t)
+	if code := w.wait(t, time.Minute); code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	r := rs.restore(t)
+	c := meta.FindStatusCondition(r.Status.Conditions, v1alpha.RestoreFailed)
+	if c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "segment "+bad.Name+" is corrupt at byte ") {
+		t.Fatalf("Failed condition %+v does not name %s and a byte", c, bad.Name)
+	}
+	got := consumeCommitted(t, targetBrokers, topic+".r")[0]
+	if int64(len(got)) < before || int64(len(got)) >= before+bad.Records {
+		t.Errorf("%d records restored: want every record before the corrupt segment (%d) and none past its damage (< %d)",
+			len(got), before, before+bad.Records)
+	}
+	for i, m := range got {
+		if !bytes.Equal(m.Value, want[topic][0][i].Value) || !m.Timestamp.Equal(want[topic][0][i].Timestamp) {
+			t.Fatalf("record %d restored differs from the source", i)
+		}
+	}
+	if !strings.Contains(r.Status.Records, fmt.Sprintf("%d/", len(got))) {
+		t.Errorf("status records %q, target holds %d", r.Status.Records, len(got))
+	}
+}
+
+// TestTwoRestoreWorkersOneWriter: a second worker waits for the Lease; a
+// stale worker (its Lease taken over) is fenced by Kafka: nothing twice.
+func TestTwoRestoreWorkersOneWriter(t *testing.T) {
+	t.Parallel()
+	topic := unique("two.restorers")
+	want := map[string]produced{topic: {}}
+	createTopic(t, topic, 3, nil)
+	produce(t, topic, 3, 9_000, want[topic])
+	s := backedUp(t, []string{topic}, want, true)
+	rs := s.setupRestore(t, "two", fmt.Sprintf("    createTopics: true\n    topics:\n      - {source: %s, target: %s.r}\n", topic, topic))
+	slow := []string{"--transaction-records", "300", "--transaction-interval", "50ms", "--parallel-partitions", "1"}
+	first := rs.startRestoreWorker(t, slow...)
+	testenv.WaitFor(t, time.Minute, "the first worker to commit", func() (bool, string) {
+		return strings.Contains(first.log.String(), "Committed transaction"), first.log.String()
+	})
+	second := rs.startRestoreWorker(t, slow...)
+	testenv.WaitFor(t, 30*time.Second, "the second worker to wait for the Lease", func() (bool, string) {
+		return strings.Contains(second.log.String(), "Another holds the Lease: waiting"), second.log.String()
+	})
+	// Freeze the first worker: its Lease expires, the second takes over and
+	// its producer fences the first's. Thawed, the first must write nothing.
+	_ = first.cmd.Process.Signal(syscall.SIGSTOP)
+	testenv.WaitFor(t, 30*time.Second, "the second worker to take over", func() (bool, string) {
+		return strings.Contains(second.log.String(), "Committed transaction"), second.log.String()
+	})
+	_ = first.cmd.Process.Signal(syscall.SIGCONT)
+	if code := first.wait(t, time.Minute); code == 0 {
+		t.Errorf("the stale worker exited 0")
+	}
+	if code := second.wait(t, 2*time.Minute); code != 0 {
+		t.Fatalf("the second worker exited %d", code)
+	}
+	assertRestored(t, topic+".r", want[topic], "")
+}
+
+// TestDisablingARestoreStopsAndResumes: spec.enabled false stops the worker
+// (exit 3, the Job is suspended); true again resumes it to Done with totals
+// equal to what was written.
+func TestDisablingARestoreStopsAndResumes(t *testing.T) {
+	t.Parallel()
+	topic := unique("paused.restore")
+	want := map[string]produced{topic: {}}
+	createTopic(t, topic, 2, nil)
+	produce(t, topic, 2, 8_000, want[topic])
+	s := backedUp(t, []string{topic}, want, false)
+	rs := s.setupRestore(t, "paused", fmt.Sprintf("    createTopics: true\n    topics:\n      - {source: %s, target: %s.r}\n", topic, topic))
+	controller := startController(t, s.ns)
+	slow := []string{"--transaction-records", "300", "--transaction-interval", "50ms", "--parallel-partitions", "1"}
+	w := rs.startRestoreWorker(t, slow...)
+	testenv.WaitFor(t, time.Minute, "kubectl get restores to show Restoring", func() (bool, string) {
+		out, _, _ := env.Kubectl(t, "", "get", "restores", "-n", s.ns, rs.name, "-o", "wide")
+		return strings.Contains(out, "🚀 Restoring"), out
+	})
+	if out, errOut, err := env.Kubectl(t, "", "patch", "restore", rs.name, "-n", s.ns, "--type=merge", "-p", `{"spec":{"enabled":false}}`); err != nil {
+		t.Fatal(out, errOut)
+	}
+	if code := w.wait(t, 30*time.Second); code != 3 {
+		t.Fatalf("disabled: exit %d, want 3", code)
+	}
+	testenv.WaitFor(t, 30*time.Second, "the Job suspended and the Restore Ready with its progress", func() (bool, string) {
+		job, err := env.Kube.BatchV1().Jobs(s.ns).Get(ctx(), rs.name+"-restore", metav1.GetOptions{})
+		r := rs.restore(t)
+		return err == nil && job.Spec.Suspend != nil && *job.Spec.Suspend && strings.HasPrefix(r.Status.Message, "🌈 Ready: paused at "), r.Status.Message
+	})
+	if out, errOut, err := env.Kubectl(t, "", "patch", "restore", rs.name, "-n", s.ns, "--type=merge", "-p", `{"spec":{"enabled":true}}`); err != nil {
+		t.Fatal(out, errOut)
+	}
+	w = rs.startRestoreWorker(t, slow...)
+	if code := w.wait(t, 2*time.Minute); code != 0 {
+		t.Fatalf("resumed: exit %d", code)
+	}
+	assertRestored(t, topic+".r", want[topic], "")
+	n := total(want[topic])
+	testenv.WaitFor(t, 30*time.Second, "kubectl get restores to show Done", func() (bool, string) {
+		out, _, _ := env.Kubectl(t, "", "get", "restores", "-n", s.ns, "-o", "wide")
+		return strings.Contains(out, fmt.Sprintf("✅ Done: %d records restored", n)) && strings.Contains(out, "100%") &&
+			strings.Contains(out, fmt.Sprintf("%d/%d", n, n)), out
+	})
+	_ = controller
+}
+
+// startController runs `armory controller` for one namespace until the test ends.
+func startController(t *testing.T, ns string) *exec.Cmd {
+	t.Helper()
+	controller := exec.Command(armory, "controller", "--kubeconfig", env.Kubeconfig, "--namespace", ns,
+		"--leader-election-namespace", ns, "--worker-image", "armory:test",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
+	var log testenv.Output
+	controller.Stdout, controller.Stderr = &log, &log
+	controller.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := controller.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = controller.Process.Signal(syscall.SIGTERM)
+		if err := controller.Wait(); err != nil && !errors.Is(err, os.ErrProcessDone) && t.Failed() {
+			t.Logf("controller: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("controller log:\n%s", log.String())
+		}
+	})
+	return controller
+}
