@@ -40,8 +40,14 @@ func fetchProgress(admin sarama.ClusterAdmin, group string, plan *Plan) (map[par
 		}
 	}
 	resp, err := admin.ListConsumerGroupOffsets(group, want)
+	if errors.Is(err, sarama.ErrGroupIDNotFound) {
+		return map[partitionKey]committed{}, nil // nothing committed yet
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read the restore's progress (consumer group %s): %w", group, err)
+	}
+	if errors.Is(resp.Err, sarama.ErrGroupIDNotFound) {
+		return map[partitionKey]committed{}, nil // nothing committed yet
 	}
 	if resp.Err != sarama.ErrNoError {
 		return nil, fmt.Errorf("read the restore's progress (consumer group %s): %w", group, resp.Err)
