@@ -37,7 +37,7 @@ const (
 // sends its selected records in batches, then a done batch. A segment that
 // cannot be read ends the partition with a batch carrying the error, after
 // the records that verified before it.
-func readPartition(ctx context.Context, bucket storage.Bucket, pp *PartitionPlan, ti, pi int, from int64, out chan<- batch) {
+func readPartition(ctx context.Context, bucket storage.Bucket, pp *PartitionPlan, ti, pi int, from int64, maxRecords int, out chan<- batch) {
 	b := batch{topic: ti, part: pi, next: max(from, pp.From)}
 	send := func() bool {
 		select {
@@ -60,7 +60,7 @@ func readPartition(ctx context.Context, bucket storage.Bucket, pp *PartitionPlan
 			b.records = append(b.records, rec)
 			b.bytes += rec.Size()
 			b.next = rec.Offset + 1
-			if len(b.records) >= batchRecords || b.bytes >= batchBytes {
+			if len(b.records) >= maxRecords || b.bytes >= batchBytes {
 				return send()
 			}
 			return true

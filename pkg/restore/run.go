@@ -397,7 +397,8 @@ func (rr *restoreRun) pipeline(ctx context.Context, stop <-chan struct{}, produc
 				case <-readCtx.Done():
 					return
 				}
-				readPartition(readCtx, rr.bucket, pp, ti, pi, from, batches)
+				// A batch never outgrows a transaction.
+				readPartition(readCtx, rr.bucket, pp, ti, pi, from, min(batchRecords, max(rr.opts.TxnRecords, 1)), batches)
 			})
 		}
 	}

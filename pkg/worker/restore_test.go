@@ -560,42 +560,52 @@ func TestSIGKILLDuringRestoreWritesNothingTwice(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
-	// Small transactions, so the restore spans many commits and kills land
-	// inside transactions and between them.
-	slow := []string{"--transaction-records", "300", "--transaction-interval", "50ms", "--parallel-partitions", "2"}
-	kills := 0
-	for attempt := 0; attempt < 30; attempt++ {
-		w := rs.startRestoreWorker(t, slow...)
-		if kills >= 5 {
-			if code := w.wait(t, 3*time.Minute); code != 0 {
-				t.Fatalf("final run exited %d", code)
-			}
-			break
-		}
-		// Kill once the worker is writing, at a random moment.
-		testenv.WaitFor(t, time.Minute, "the restore worker to commit", func() (bool, string) {
-			return strings.Contains(w.log.String(), "Committed transaction") || isDone(w), w.log.String()
-		})
-		time.Sleep(time.Duration(rng.IntN(700)) * time.Millisecond)
-		if isDone(w) {
-			t.Logf("the restore finished before kill %d", kills+1)
-			if code := w.wait(t, time.Second); code != 0 {
-				t.Fatalf("exit %d", code)
-			}
-			break
-		}
-		w.kill()
-		kills++
-		t.Logf("kill %d at %s", kills, rs.restore(t).Status.Records)
+	// Tiny transactions, so the restore spans many commits; each kill lands
+	// once a random share of the records is committed, plus a random delay
+	// that puts it inside a transaction or between two.
+	slow := []string{"--transaction-records", "20", "--transaction-interval", "50ms", "--parallel-partitions", "2"}
+	n := total(want[topic])
+	var thresholds []int64
+	for range 5 {
+		thresholds = append(thresholds, n/20+rng.Int64N(n*17/20))
 	}
-	if kills < 5 {
-		t.Errorf("only %d kills landed before the restore finished", kills)
+	sort.Slice(thresholds, func(i, j int) bool { return thresholds[i] < thresholds[j] })
+	for i, at := range thresholds {
+		w := rs.startRestoreWorker(t, slow...)
+		testenv.WaitFor(t, 2*time.Minute, fmt.Sprintf("the restore to commit %d records", at), func() (bool, string) {
+			if isDone(w) {
+				t.Fatalf("the restore ended (exit %d) before kill %d at %d records", w.cmd.ProcessState.ExitCode(), i+1, at)
+			}
+			got := lastRestored(w.log.String())
+			return got >= at, fmt.Sprint(got)
+		})
+		time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond)
+		w.kill()
+		t.Logf("kill %d after %d of %d records committed", i+1, lastRestored(w.log.String()), n)
+	}
+	if code := rs.startRestoreWorker(t, slow...).wait(t, 3*time.Minute); code != 0 {
+		t.Fatalf("final run exited %d", code)
 	}
 	assertRestored(t, topic+".r", want[topic], "")
 	r := rs.restore(t)
-	if n := total(want[topic]); r.Status.Records != fmt.Sprintf("%d/%d", n, n) {
+	if r.Status.Records != fmt.Sprintf("%d/%d", n, n) {
 		t.Errorf("status records %q, want %d/%d", r.Status.Records, n, n)
 	}
+}
+
+// lastRestored is the restored count of the last transaction a worker
+// logged as committed.
+func lastRestored(log string) int64 {
+	i := strings.LastIndex(log, " restored=")
+	if i < 0 {
+		return 0
+	}
+	rest := log[i+len(" restored="):]
+	if j := strings.IndexByte(rest, ' '); j >= 0 {
+		rest = rest[:j]
+	}
+	n, _ := strconv.ParseInt(rest, 10, 64)
+	return n
 }
 
 func isDone(w *workerProcess) bool {
@@ -669,7 +679,7 @@ func TestTwoRestoreWorkersOneWriter(t *testing.T) {
 	produce(t, topic, 3, 9_000, want[topic])
 	s := backedUp(t, []string{topic}, want, true)
 	rs := s.setupRestore(t, "two", fmt.Sprintf("    createTopics: true\n    topics:\n      - {source: %s, target: %s.r}\n", topic, topic))
-	slow := []string{"--transaction-records", "300", "--transaction-interval", "50ms", "--parallel-partitions", "1"}
+	slow := []string{"--transaction-records", "10", "--transaction-interval", "50ms", "--parallel-partitions", "1"}
 	first := rs.startRestoreWorker(t, slow...)
 	testenv.WaitFor(t, time.Minute, "the first worker to commit", func() (bool, string) {
 		return strings.Contains(first.log.String(), "Committed transaction"), first.log.String()
