@@ -70,9 +70,9 @@ type Controller struct {
 	refs              refs.Listers
 	eventHubsWritten  *phase.Written[v1alpha.EventHubStatus]
 	storagesWritten   *phase.Written[v1alpha.StorageStatus]
-	pvcLister        corelisters.PersistentVolumeClaimLister
-	recorder         record.EventRecorder
-	broadcaster      record.EventBroadcaster
+	pvcLister         corelisters.PersistentVolumeClaimLister
+	recorder          record.EventRecorder
+	broadcaster       record.EventBroadcaster
 }
 
 // New wires informers, indexers, event handlers and queues. Call Start, then Run.
