@@ -497,7 +497,9 @@ func TestPreflightFailuresChangeNothing(t *testing.T) {
 		{"past-the-end", fmt.Sprintf("    topics:\n      - source: %s\n        target: %s\n        partitions: [{number: 0, restoreFromOffset: 100000}]\n", topic, small),
 			`spec.config.topics[0].partitions[0].restoreFromOffset: offset 100000 is past the end of the backup`},
 	}
-	before := targetState(t)
+	// Other tests write to the target cluster meanwhile: watch the topics
+	// these Restores name.
+	before := targetState(t, small, full, missing)
 	for _, tc := range cases {
 		rs := s.setupRestore(t, tc.name, tc.config)
 		w := rs.startRestoreWorker(t)
@@ -510,7 +512,7 @@ func TestPreflightFailuresChangeNothing(t *testing.T) {
 			t.Errorf("%s: Preflight condition %+v, want False with %q", tc.name, c, tc.message)
 		}
 	}
-	if after := targetState(t); after != before {
+	if after := targetState(t, small, full, missing); after != before {
 		t.Errorf("the target cluster changed:\nbefore %s\nafter  %s", before, after)
 	}
 	// disablePreflightChecks writes after what is there.
@@ -523,22 +525,25 @@ func TestPreflightFailuresChangeNothing(t *testing.T) {
 	}
 }
 
-// targetState lists the target cluster's topics with their end offsets.
-func targetState(t *testing.T) string {
+// targetState describes topics of the target cluster: absent, or each
+// partition's end offset.
+func targetState(t *testing.T, topics ...string) string {
 	t.Helper()
 	client, err := sarama.NewClient(targetBrokers, saramaConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	topics, err := client.Topics()
-	if err != nil {
+	if err := client.RefreshMetadata(); err != nil {
 		t.Fatal(err)
 	}
-	sort.Strings(topics)
 	var out []string
 	for _, topic := range topics {
-		parts, _ := client.Partitions(topic)
+		parts, err := client.Partitions(topic)
+		if err != nil {
+			out = append(out, topic+": "+err.Error())
+			continue
+		}
 		for _, p := range parts {
 			end, _ := client.GetOffset(topic, p, sarama.OffsetNewest)
 			out = append(out, fmt.Sprintf("%s/%d@%d", topic, p, end))
