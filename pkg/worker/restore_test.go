@@ -778,3 +778,142 @@ func startController(t *testing.T, ns string) *exec.Cmd {
 	})
 	return controller
 }
+
+// TestSpecRestoreExample applies the spec's restore-example verbatim (its
+// EventHub and Storage pointed at the test's target cluster and bucket) and
+// checks that it restores exactly the window it describes. It runs as the
+// ServiceAccount the controller made for it, so the Role is proven enough.
+func TestSpecRestoreExample(t *testing.T) {
+	t.Parallel()
+	// The example's topics: records two minutes apart from 2026-11-19T12:00Z,
+	// so the example's day, 2026-11-20, cuts through them.
+	ts := func(i int) time.Time { return time.Date(2026, 11, 19, 12, 0, 0, 0, time.UTC).Add(time.Duration(2*i) * time.Minute) }
+	want := map[string]produced{"magic.events": {}, "pixie.dust": {}}
+	createTopic(t, "magic.events", 3, nil)
+	createTopic(t, "pixie.dust", 3, nil)
+	p, err := sarama.NewSyncProducer(brokers, saramaConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for topic, perPartition := range map[string][]int{"magic.events": {1000, 1000, 1000}, "pixie.dust": {2500, 100, 100}} {
+		for part, n := range perPartition {
+			var msgs []*sarama.ProducerMessage
+			for i := range n {
+				m := recordMessage(topic, int32(part), i, time.Time{})
+				m.Timestamp = ts(i)
+				msgs = append(msgs, m)
+			}
+			if err := p.SendMessages(msgs); err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range msgs {
+				want[topic][m.Partition] = append(want[topic][m.Partition], fromMessage(m))
+			}
+		}
+	}
+	p.Close()
+	s := backedUp(t, []string{"magic.events", "pixie.dust"}, want, false)
+
+	// Another namespace, as another team's: the same bucket and prefix, an
+	// EventHub of the same name for the target cluster, the example as is.
+	ns := env.Namespace(t)
+	controller := startController(t, ns)
+	_ = controller
+	bucketCfg := s.bucket.Location() // gs://bucket/prod
+	bucket := strings.TrimSuffix(strings.TrimPrefix(bucketCfg, "gs://"), "/prod")
+	setup := fmt.Sprintf(`apiVersion: kannika.io/v1alpha
+kind: EventHub
+metadata: {name: my-kafka-cluster}
+spec:
+  kafka:
+    properties: {bootstrap.servers: %q}
+---
+apiVersion: kannika.io/v1alpha
+kind: Storage
+metadata: {name: my-storage}
+spec:
+  gcsBucket: {bucket: %s, prefix: prod, endpoint: %q}
+`, strings.Join(targetBrokers, ","), bucket, gcsSrv.URL())
+	if out, errOut, err := env.Kubectl(t, setup, "apply", "-n", ns, "-f", "-"); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s%s", err, out, errOut)
+	}
+	if out, errOut, err := env.Kubectl(t, "", "apply", "-n", ns, "-f", filepath.Join(testenv.RepoRoot(), "docs", "examples", "restore-example.yaml")); err != nil {
+		t.Fatalf("kubectl apply the example: %v\n%s%s", err, out, errOut)
+	}
+	testenv.WaitFor(t, 30*time.Second, "the controller to make the Job's RoleBinding", func() (bool, string) {
+		_, err := env.Kube.RbacV1().RoleBindings(ns).Get(ctx(), "restore-example-restore", metav1.GetOptions{})
+		return err == nil, fmt.Sprint(err)
+	})
+	rs := &restoreSetup{backupSetup: &backupSetup{ns: ns, kubeconfig: env.KubeconfigAs(t, "system:serviceaccount:"+ns+":restore-example-restore")},
+		name: "restore-example"}
+	w := rs.startRestoreWorker(t)
+	if code := w.wait(t, 2*time.Minute); code != 0 {
+		t.Fatalf("restore-example exited %d", code)
+	}
+	if strings.Contains(w.log.String(), "forbidden") {
+		t.Errorf("the worker was refused something as its ServiceAccount:\n%s", w.log.String())
+	}
+	from, to := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)
+	in := func(r segment.Record) bool { return !r.Timestamp.Before(from) && r.Timestamp.Before(to) }
+	magic, pixie := produced{}, produced{}
+	for part, recs := range want["magic.events"] {
+		for _, r := range recs {
+			if in(r) {
+				magic[part] = append(magic[part], r)
+			}
+		}
+	}
+	for _, r := range want["pixie.dust"][0] {
+		if in(r) && r.Offset >= 1000 && r.Offset < 2000 {
+			pixie[0] = append(pixie[0], r)
+		}
+	}
+	if len(magic[0]) == 0 || len(pixie[0]) == 0 || len(pixie[0]) == 1000 {
+		t.Fatalf("test setup: the example's windows select %d and %d records", len(magic[0]), len(pixie[0]))
+	}
+	assertRestored(t, "magic.events.restored", magic, "__original_offset")
+	assertRestored(t, "pixie.dust", pixie, "__original_offset")
+	n := total(magic) + total(pixie)
+	testenv.WaitFor(t, 30*time.Second, "kubectl get restores to show Done", func() (bool, string) {
+		out, _, _ := env.Kubectl(t, "", "get", "restores", "-n", ns)
+		return strings.Contains(out, fmt.Sprintf("✅ Done: %d records restored", n)), out
+	})
+}
+
+// TestUnreachableClusterIsRetriedAndSaidInTheStatus: a transient error
+// (nothing listens at the EventHub's address) is retried with backoff and
+// shown in the status; fixing the EventHub lets the same run finish.
+func TestUnreachableClusterIsRetriedAndSaidInTheStatus(t *testing.T) {
+	t.Parallel()
+	topic := unique("unreachable")
+	want := map[string]produced{topic: {}}
+	createTopic(t, topic, 1, nil)
+	produce(t, topic, 1, 500, want[topic])
+	s := backedUp(t, []string{topic}, want, true)
+	rs := s.setupRestore(t, "unreachable", fmt.Sprintf("    createTopics: true\n    topics:\n      - {source: %s, target: %s.r}\n", topic, topic))
+	closed := testenv.FreeAddr(t)
+	patch := fmt.Sprintf(`{"spec":{"kafka":{"properties":{"bootstrap.servers":%q}}}}`, closed)
+	if out, errOut, err := env.Kubectl(t, "", "patch", "eventhub", "target-kafka", "-n", s.ns, "--type=merge", "-p", patch); err != nil {
+		t.Fatal(out, errOut)
+	}
+	w := rs.startRestoreWorker(t)
+	testenv.WaitFor(t, time.Minute, "the status to say it retries and why", func() (bool, string) {
+		c := meta.FindStatusCondition(rs.restore(t).Status.Conditions, v1alpha.RestoreRetrying)
+		return c != nil && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, closed) && strings.Contains(c.Message, "retrying in"), fmt.Sprint(c)
+	})
+	code, body := testenv.HTTPGet(w.metricsAddr, "/metrics")
+	if code != 200 || !strings.Contains(body, `armory_restore_errors_total{kind=`) {
+		t.Errorf("metrics do not count the failed attempts: %d %s", code, body)
+	}
+	patch = fmt.Sprintf(`{"spec":{"kafka":{"properties":{"bootstrap.servers":%q}}}}`, strings.Join(targetBrokers, ","))
+	if out, errOut, err := env.Kubectl(t, "", "patch", "eventhub", "target-kafka", "-n", s.ns, "--type=merge", "-p", patch); err != nil {
+		t.Fatal(out, errOut)
+	}
+	if code := w.wait(t, 2*time.Minute); code != 0 {
+		t.Fatalf("exit %d after the EventHub was fixed", code)
+	}
+	assertRestored(t, topic+".r", want[topic], "")
+	if c := meta.FindStatusCondition(rs.restore(t).Status.Conditions, v1alpha.RestoreRetrying); c == nil || c.Status != metav1.ConditionFalse {
+		t.Errorf("Retrying after success: %+v", c)
+	}
+}
