@@ -752,6 +752,22 @@ func TestDisablingARestoreStopsAndResumes(t *testing.T) {
 		return strings.Contains(out, fmt.Sprintf("✅ Done: %d records restored", n)) && strings.Contains(out, "100%") &&
 			strings.Contains(out, fmt.Sprintf("%d/%d", n, n)), out
 	})
+	// One event per transition: Completed once.
+	testenv.WaitFor(t, 30*time.Second, "one Completed event", func() (bool, string) {
+		events, err := env.Kube.CoreV1().Events(s.ns).List(ctx(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + rs.name})
+		if err != nil {
+			return false, err.Error()
+		}
+		var reasons []string
+		completed := 0
+		for _, e := range events.Items {
+			reasons = append(reasons, fmt.Sprintf("%s×%d", e.Reason, e.Count))
+			if e.Reason == "Completed" {
+				completed += int(e.Count)
+			}
+		}
+		return completed == 1, strings.Join(reasons, " ")
+	})
 	_ = controller
 }
 
