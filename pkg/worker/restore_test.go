@@ -803,7 +803,9 @@ func TestSpecRestoreExample(t *testing.T) {
 	t.Parallel()
 	// The example's topics: records two minutes apart from 2026-11-19T12:00Z,
 	// so the example's day, 2026-11-20, cuts through them.
-	ts := func(i int) time.Time { return time.Date(2026, 11, 19, 12, 0, 0, 0, time.UTC).Add(time.Duration(2*i) * time.Minute) }
+	ts := func(i int) time.Time {
+		return time.Date(2026, 11, 19, 12, 0, 0, 0, time.UTC).Add(time.Duration(2*i) * time.Minute)
+	}
 	want := map[string]produced{"magic.events": {}, "pixie.dust": {}}
 	createTopic(t, "magic.events", 3, nil)
 	createTopic(t, "pixie.dust", 3, nil)
