@@ -185,20 +185,25 @@ func run(ctx context.Context, drain <-chan struct{}, o Options, m *metrics) erro
 			_ = rr.finalWrite(ctx)
 			return ErrInterrupted
 		case errors.Is(err, sarama.ErrProducerFenced), errors.Is(err, sarama.ErrInvalidProducerEpoch):
-			logger.Info("Fenced: a newer worker of this Restore writes now; stopping", "err", err.Error())
-			return fmt.Errorf("%w: %w", ErrInterrupted, err)
+			// Fenced while still holding the Lease: a stale worker of this
+			// Restore (one that lost its Lease but had not yet stopped)
+			// started a producer. Its transaction is aborted; a new
+			// producer of ours fences it in turn, and it stops as soon as it
+			// sees its Lease is gone. Nothing it wrote is visible.
+			logger.Info("Fenced by a stale worker of this Restore; starting a new producer, which fences it", "err", err.Error())
 		case errors.As(err, &planErrs):
 			rr.status.set(v1alpha.RestorePreflight, false, "PreflightFailed", joinProblems(planErrs))
 			rr.status.set(v1alpha.RestoreRetrying, false, "PreflightFailed", "nothing was written")
 			_ = rr.finalWrite(ctx)
 			return fmt.Errorf("%w: %s", ErrPermanent, joinProblems(planErrs))
 		case errors.As(err, &corrupt), errors.As(err, &perm):
+			restored, _ := rr.status.totals()
 			reason := "CorruptSegment"
+			msg := fmt.Sprintf("%v; the %d records before it are restored and committed, nothing after it is written", err, restored)
 			if perm != nil {
 				reason = perm.reason
+				msg = fmt.Sprintf("%v; %d records were restored and committed before it", err, restored)
 			}
-			restored, _ := rr.status.totals()
-			msg := fmt.Sprintf("%v; the %d records before it are restored and committed, nothing after it is written", err, restored)
 			rr.status.set(v1alpha.RestoreFailed, true, reason, msg)
 			rr.status.set(v1alpha.RestoreRetrying, false, reason, "stopped")
 			_ = rr.finalWrite(ctx)
@@ -465,8 +470,11 @@ func (rr *restoreRun) write(ctx context.Context, stop <-chan struct{}, producer 
 					select {
 					case producer.Input() <- rr.message(tp.Target, pp.Partition, rec):
 					case <-ctx.Done():
+						// The Lease is lost: abandon the transaction
+						// without a word to Kafka (no abort: sarama may
+						// re-initialise the producer, which would fence
+						// the worker that now holds the Lease).
 						deadline.Stop()
-						_ = producer.AbortTxn()
 						return ctx.Err()
 					}
 				}
@@ -492,8 +500,7 @@ func (rr *restoreRun) write(ctx context.Context, stop <-chan struct{}, producer 
 				break fill
 			case <-ctx.Done():
 				deadline.Stop()
-				_ = producer.AbortTxn()
-				return ctx.Err()
+				return ctx.Err() // abandoned, as above
 			}
 		}
 		deadline.Stop()
@@ -502,7 +509,7 @@ func (rr *restoreRun) write(ctx context.Context, stop <-chan struct{}, producer 
 			if perr := produceErr(); perr != nil {
 				err = fmt.Errorf("%w (first produce error: %w)", err, perr)
 			}
-			if producer.TxnStatus()&sarama.ProducerTxnFlagAbortableError != 0 {
+			if ctx.Err() == nil && producer.TxnStatus()&sarama.ProducerTxnFlagAbortableError != 0 {
 				_ = producer.AbortTxn()
 			}
 			return rr.classifyWrite(err)

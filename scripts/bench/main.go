@@ -1,8 +1,11 @@
-// Command bench measures the backup data path against a baseline in the same
-// run: a topic of at least 1 GiB on kfake (3 brokers, loopback), read by
-// `kcat -C` to /dev/null, then backed up by `armory worker --backup` to a
-// volume and to fake-gcs-server. It prints MB/s, records/s and peak RSS side
-// by side and rewrites docs/BENCHMARKS.md. Run it with `make bench`.
+// Command bench measures the backup and restore data paths against a
+// baseline in the same run: a topic of at least 1 GiB on kfake (3 brokers,
+// loopback), read by `kcat -C` to /dev/null, then backed up by `armory worker
+// --backup` to a volume and to fake-gcs-server; then the volume backup
+// restored by `armory worker --restore` into an empty topic of a second
+// kfake cluster, beside `kcat -P` producing the same records from files. It
+// prints MB/s, records/s and peak RSS side by side and rewrites
+// docs/BENCHMARKS.md. Run it with `make bench`.
 package main
 
 import (
@@ -144,12 +147,36 @@ func run(totalMiB int, out, segmentBenchFile string) error {
 	r.bytes = totalBytes
 	results = append(results, r)
 
+	// Restore: the zstd volume backup into an empty topic of another
+	// cluster, beside kcat -P writing the same records.
+	target, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	if err := target.CreateTopic("bench.kcat", partitions, nil); err != nil {
+		return err
+	}
+	kp, err := runKcatProduce(brokers, target.ListenAddrs(), dir, records)
+	if err != nil {
+		return err
+	}
+	kp.bytes = totalBytes
+	var restores []result
+	restores = append(restores, kp)
+	rr, err := runRestore(ctx, env, armory, target.ListenAddrs(), vol, records)
+	if err != nil {
+		return err
+	}
+	rr.bytes = totalBytes
+	restores = append(restores, rr)
+
 	var segmentBench string
 	if segmentBenchFile != "" {
 		b, _ := os.ReadFile(segmentBenchFile)
 		segmentBench = string(b)
 	}
-	report := renderReport(results, totalMiB, records, segmentBench)
+	report := renderReport(results, restores, totalMiB, records, segmentBench)
 	fmt.Println(report)
 	return os.WriteFile(out, []byte(report), 0o644)
 }
@@ -364,7 +391,116 @@ spec:
 	}
 }
 
-func renderReport(results []result, totalMiB int, records int64, segmentBench string) string {
+// runKcatProduce dumps each partition with kcat -C to a file, then times
+// one `kcat -P` per partition (in parallel, acks=all, idempotent) writing
+// those records into an empty topic of the target cluster.
+func runKcatProduce(source, target []string, dir string, records int64) (result, error) {
+	fmt.Println("kcat -P from files (baseline)...")
+	const restored = "bench.kcat"
+	var files []string
+	for p := range partitions {
+		f := filepath.Join(dir, fmt.Sprintf("partition-%d.txt", p))
+		out, err := os.Create(f)
+		if err != nil {
+			return result{}, err
+		}
+		cmd := exec.Command("kcat", "-C", "-b", strings.Join(source, ","), "-t", topic, "-p", fmt.Sprint(p), "-o", "beginning", "-e", "-q", "-f", "%k\t%s\n")
+		cmd.Stdout, cmd.Stderr = out, os.Stderr
+		err = cmd.Run()
+		out.Close()
+		if err != nil {
+			return result{}, fmt.Errorf("kcat -C: %w", err)
+		}
+		files = append(files, f)
+	}
+	start := time.Now()
+	var cmds []*exec.Cmd
+	var stops []func() float64
+	for p, f := range files {
+		in, err := os.Open(f)
+		if err != nil {
+			return result{}, err
+		}
+		defer in.Close()
+		cmd := exec.Command("kcat", "-P", "-b", strings.Join(target, ","), "-t", restored, "-p", fmt.Sprint(p), "-K", "\t",
+			"-X", "acks=all", "-X", "enable.idempotence=true", "-X", "topic.metadata.refresh.interval.ms=1000")
+		cmd.Stdin, cmd.Stderr = in, os.Stderr
+		if err := cmd.Start(); err != nil {
+			return result{}, err
+		}
+		cmds = append(cmds, cmd)
+		stops = append(stops, peakRSS(cmd.Process.Pid))
+	}
+	var peak float64
+	for i, cmd := range cmds {
+		waitExited(cmd.Process.Pid)
+		peak += stops[i]()
+		if err := cmd.Wait(); err != nil {
+			return result{}, fmt.Errorf("kcat -P: %w", err)
+		}
+	}
+	return result{name: fmt.Sprintf("%d × kcat -P from files, acks=all, idempotent (baseline)", partitions), seconds: time.Since(start).Seconds(),
+		records: records, peakRSSMiB: peak}, nil
+}
+
+// runRestore restores the volume backup with `armory worker --restore` into
+// a topic it creates on the target cluster, from start to exit 0.
+func runRestore(ctx context.Context, env *testenv.Env, armory string, target []string, storagePath string, records int64) (result, error) {
+	fmt.Println("armory worker --restore from the volume...")
+	ns := "bench-restore"
+	if _, err := env.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return result{}, err
+	}
+	manifest := fmt.Sprintf(`apiVersion: kannika.io/v1alpha
+kind: EventHub
+metadata: {name: target}
+spec: {kafka: {properties: {bootstrap.servers: %q}}}
+---
+apiVersion: kannika.io/v1alpha
+kind: Storage
+metadata: {name: storage}
+spec: {volume: {capacity: 10Gi}}
+---
+apiVersion: kannika.io/v1alpha
+kind: Restore
+metadata: {name: bench}
+spec:
+  source: storage
+  sink: target
+  enabled: true
+  config:
+    createTopics: true
+    topics: [{source: %s, target: bench.restored}]
+`, strings.Join(target, ","), topic)
+	cmd := exec.Command(env.KubectlPath, "--kubeconfig", env.Kubeconfig, "apply", "-n", ns, "-f", "-")
+	cmd.Stdin = strings.NewReader(manifest)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return result{}, fmt.Errorf("kubectl apply: %w\n%s", err, out)
+	}
+	worker := exec.Command(armory, "worker", "--restore=bench", "--kubeconfig", env.Kubeconfig, "--namespace", ns,
+		"--storage-path", storagePath, "--metrics-bind-address", "0", "--health-probe-bind-address", "0")
+	logFile, err := os.CreateTemp("", "armory-bench-restore-*.log")
+	if err != nil {
+		return result{}, err
+	}
+	defer os.Remove(logFile.Name())
+	worker.Stdout, worker.Stderr = logFile, logFile
+	start := time.Now()
+	if err := worker.Start(); err != nil {
+		return result{}, err
+	}
+	rss := peakRSS(worker.Process.Pid)
+	waitExited(worker.Process.Pid)
+	elapsed := time.Since(start).Seconds()
+	peak := rss()
+	if err := worker.Wait(); err != nil {
+		log, _ := os.ReadFile(logFile.Name())
+		return result{}, fmt.Errorf("restore worker: %w\n%s", err, log)
+	}
+	return result{name: "armory worker --restore ← volume (zstd), transactions, createTopics", seconds: elapsed, records: records, peakRSSMiB: peak}, nil
+}
+
+func renderReport(results, restores []result, totalMiB int, records int64, segmentBench string) string {
 	var b strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "# Benchmarks\n\nProduced by `make bench` (`go run ./scripts/bench`) on %s, %s, %d cores, %s; ",
@@ -386,6 +522,17 @@ func renderReport(results []result, totalMiB int, records int64, segmentBench st
 			float64(r.bytes)/r.seconds/1e6, float64(r.records)/r.seconds, r.peakRSSMiB, stored, segments)
 	}
 	b.WriteString("\nMB/s counts keys and values (10^6 bytes). Peak RSS is the process's VmHWM (/proc/PID/status), sampled every 20 ms until it exits.\n")
+	if len(restores) > 0 {
+		fmt.Fprintf(&b, "\n## Restore of that backup\n\nThe zstd volume backup above restored into an empty topic of a second kfake cluster (3 brokers, same machine). "+
+			"The baseline is one `kcat -P` per partition (run in parallel, acks=all, idempotent, librdkafka defaults otherwise) writing the same keys and "+
+			"values from files that `kcat -C` dumped beforehand (the dump is not timed). The worker's time runs from its start (API reads, Lease, planning, "+
+			"creating the topic, the exactly-once claim) to its exit after the last transaction committed; transactions at the defaults "+
+			"(50,000 records, 32 MiB or 2 s), 8 partitions read at once. Peak RSS of the baseline is the sum of its processes'.\n\n")
+		b.WriteString("| writer | seconds | MB/s | records/s | peak RSS MiB |\n|---|---|---|---|---|\n")
+		for _, r := range restores {
+			fmt.Fprintf(&b, "| %s | %.1f | %.0f | %.0f | %.0f |\n", r.name, r.seconds, float64(r.bytes)/r.seconds/1e6, float64(r.records)/r.seconds, r.peakRSSMiB)
+		}
+	}
 	if segmentBench != "" {
 		b.WriteString("\n## Segment codec\n\n`go test -run '^$' -bench . -benchmem ./pkg/segment` (10,000 records of 1 KiB JSON, a key and a header; ratio = uncompressed / encoded):\n\n```\n")
 		b.WriteString(strings.TrimSpace(segmentBench))
