@@ -181,6 +181,8 @@ spec:
     topics:
       - {source: a, target: merged}
       - {source: b, target: merged}`), []string{"spec.config.topics", "each target topic may appear only once"}},
+		{"restore into an internal topic", restore(`
+    topics: [{source: a, target: __consumer_offsets}]`), []string{"spec.config.topics[0].target", "Kafka's internal topics"}},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
