@@ -935,3 +935,33 @@ func TestUnreachableClusterIsRetriedAndSaidInTheStatus(t *testing.T) {
 		t.Errorf("Retrying after success: %+v", c)
 	}
 }
+
+// TestTargetDeletedMidRestoreFails: deleting the target topic while the
+// restore writes stops it Failed with a message that says so.
+func TestTargetDeletedMidRestoreFails(t *testing.T) {
+	t.Parallel()
+	topic := unique("deleted.target")
+	want := map[string]produced{topic: {}}
+	createTopic(t, topic, 1, nil)
+	produce(t, topic, 1, 6_000, want[topic])
+	s := backedUp(t, []string{topic}, want, true)
+	target := topic + ".r"
+	if err := targetKafka.CreateTopic(target, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	rs := s.setupRestore(t, "deleted", fmt.Sprintf("    topics:\n      - {source: %s, target: %s}\n", topic, target))
+	w := rs.startRestoreWorker(t, "--transaction-records", "10", "--transaction-interval", "50ms", "--parallel-partitions", "1")
+	testenv.WaitFor(t, time.Minute, "the restore to commit", func() (bool, string) {
+		return lastRestored(w.log.String()) > 0, w.log.String()
+	})
+	if err := targetKafka.DeleteTopic(target); err != nil {
+		t.Fatal(err)
+	}
+	if code := w.wait(t, 2*time.Minute); code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	c := meta.FindStatusCondition(rs.restore(t).Status.Conditions, v1alpha.RestoreFailed)
+	if c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, fmt.Sprintf("target topic %q was deleted while the restore wrote to it", target)) {
+		t.Errorf("Failed condition %+v", c)
+	}
+}
