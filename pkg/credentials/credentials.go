@@ -15,6 +15,9 @@ import (
 	"github.com/kannika/armory/apis/kannika/v1alpha"
 	"github.com/kannika/armory/generated/clientset/versioned"
 	"github.com/kannika/armory/pkg/kafka"
+	"github.com/kannika/armory/pkg/storage"
+	"github.com/kannika/armory/pkg/storage/gcs"
+	"github.com/kannika/armory/pkg/storage/volume"
 )
 
 // Reader reads Credentials and Secrets from the API server when asked, so a
@@ -127,4 +130,26 @@ func (r Reader) GCSKey(ctx context.Context, c *v1alpha.Credentials) ([]byte, err
 		return nil, fmt.Errorf("Credentials %q are not gcp credentials, which a GCS Storage needs", c.Name)
 	}
 	return r.value(ctx, c, "spec.gcp.serviceAccountJsonFrom", c.Spec.GCP.ServiceAccountJSONFrom)
+}
+
+// OpenStorage opens the bucket a Storage names: a GCS bucket with the gcp
+// Credentials c (nil: the pod's ambient credentials), whose reference is at
+// field, or a volume mounted at volumePath.
+func (r Reader) OpenStorage(ctx context.Context, st *v1alpha.Storage, field string, c *v1alpha.Credentials, volumePath string) (storage.Bucket, error) {
+	switch {
+	case st.Spec.GCSBucket != nil:
+		key, err := r.GCSKey(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", field, err)
+		}
+		g := st.Spec.GCSBucket
+		return gcs.New(ctx, gcs.Config{Bucket: g.Bucket, Prefix: g.Prefix, Endpoint: g.Endpoint, ServiceAccountJSON: key})
+	case st.Spec.Volume != nil:
+		b, err := volume.New(volumePath)
+		if err != nil {
+			return nil, fmt.Errorf("volume Storage %q at %s: %w", st.Name, volumePath, err)
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("Storage %q sets neither gcsBucket nor volume", st.Name)
 }

@@ -25,8 +25,6 @@ import (
 	"github.com/kannika/armory/pkg/leader"
 	"github.com/kannika/armory/pkg/segment"
 	"github.com/kannika/armory/pkg/storage"
-	"github.com/kannika/armory/pkg/storage/gcs"
-	"github.com/kannika/armory/pkg/storage/volume"
 	"github.com/kannika/armory/pkg/workerlease"
 )
 
@@ -640,22 +638,8 @@ func (rr *restoreRun) connect(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		switch {
-		case st.Spec.GCSBucket != nil:
-			key, err := creds.GCSKey(ctx, sourceCreds)
-			if err != nil {
-				return fmt.Errorf("spec.sourceCredentialsFrom: %w", err)
-			}
-			g := st.Spec.GCSBucket
-			if rr.bucket, err = gcs.New(ctx, gcs.Config{Bucket: g.Bucket, Prefix: g.Prefix, Endpoint: g.Endpoint, ServiceAccountJSON: key}); err != nil {
-				return err
-			}
-		case st.Spec.Volume != nil:
-			if rr.bucket, err = volume.New(o.StoragePath); err != nil {
-				return fmt.Errorf("volume Storage %q at %s: %w", st.Name, o.StoragePath, err)
-			}
-		default:
-			return fmt.Errorf("Storage %q sets neither gcsBucket nor volume", st.Name)
+		if rr.bucket, err = creds.OpenStorage(ctx, st, "spec.sourceCredentialsFrom", sourceCreds, o.StoragePath); err != nil {
+			return err
 		}
 	}
 	sinkCreds, err := creds.Get(ctx, "spec.sinkCredentialsFrom", r.Spec.SinkCredentialsFrom)

@@ -27,8 +27,6 @@ import (
 	"github.com/kannika/armory/pkg/leader"
 	"github.com/kannika/armory/pkg/segment"
 	"github.com/kannika/armory/pkg/storage"
-	"github.com/kannika/armory/pkg/storage/gcs"
-	"github.com/kannika/armory/pkg/storage/volume"
 	"github.com/kannika/armory/pkg/workerlease"
 )
 
@@ -173,22 +171,8 @@ func (r *backupRun) connect(ctx context.Context, b *v1alpha.Backup) error {
 		return err
 	}
 
-	switch {
-	case st.Spec.GCSBucket != nil:
-		key, err := creds.GCSKey(ctx, sinkCreds)
-		if err != nil {
-			return fmt.Errorf("spec.sinkCredentialsFrom: %w", err)
-		}
-		g := st.Spec.GCSBucket
-		if r.bucket, err = gcs.New(ctx, gcs.Config{Bucket: g.Bucket, Prefix: g.Prefix, Endpoint: g.Endpoint, ServiceAccountJSON: key}); err != nil {
-			return err
-		}
-	case st.Spec.Volume != nil:
-		if r.bucket, err = volume.New(o.StoragePath); err != nil {
-			return fmt.Errorf("volume Storage %q at %s: %w", st.Name, o.StoragePath, err)
-		}
-	default:
-		return fmt.Errorf("Storage %q sets neither gcsBucket nor volume", st.Name)
+	if r.bucket, err = creds.OpenStorage(ctx, st, "spec.sinkCredentialsFrom", sinkCreds, o.StoragePath); err != nil {
+		return err
 	}
 
 	auth, err := creds.KafkaAuth(ctx, sourceCreds)

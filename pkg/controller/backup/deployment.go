@@ -178,13 +178,13 @@ func httpProbe(path string, failureThreshold int32) *corev1.Probe {
 	}
 }
 
-// hashInputs are what a worker is built from. Pausing (spec.enabled and
-// streams[].enabled) is left out: the replica count pauses the Backup, and the
-// worker follows its streams' enabled flags while it runs, so neither needs a
-// new pod. Secrets are represented by their resourceVersion, never their data:
-// rotating a Secret rolls the worker, which reads the new value when it starts.
+// hashInputs are what a worker is built from: its resource's spec (with
+// what the worker follows while it runs left out by the caller), what it
+// references, and its pod template. Secrets are represented by their
+// resourceVersion, never their data: rotating a Secret rolls the worker,
+// which reads the new value when it starts.
 type hashInputs struct {
-	Backup      v1alpha.BackupSpec                 `json:"backup"`
+	Spec        any                                `json:"spec"`
 	EventHub    *v1alpha.EventHubSpec              `json:"eventHub,omitempty"`
 	Storage     *v1alpha.StorageSpec               `json:"storage,omitempty"`
 	Credentials map[string]v1alpha.CredentialsSpec `json:"credentials,omitempty"`
@@ -192,12 +192,10 @@ type hashInputs struct {
 	Pod         *corev1.PodTemplateSpec            `json:"pod"`
 }
 
-func inputsHash(b *v1alpha.Backup, r refs.Resolved, pod *corev1.PodTemplateSpec) string {
-	in := hashInputs{Backup: *b.Spec.DeepCopy(), Pod: pod, Credentials: map[string]v1alpha.CredentialsSpec{}}
-	in.Backup.Enabled = nil
-	for i := range in.Backup.Streams {
-		in.Backup.Streams[i].Enabled = nil
-	}
+// InputsHash is a short hash of a worker's inputs, for the pod template's
+// InputsHashAnnotation.
+func InputsHash(spec any, r refs.Resolved, pod *corev1.PodTemplateSpec) string {
+	in := hashInputs{Spec: spec, Pod: pod, Credentials: map[string]v1alpha.CredentialsSpec{}}
 	if r.EventHub != nil {
 		in.EventHub = &r.EventHub.Spec
 	}
@@ -219,6 +217,18 @@ func inputsHash(b *v1alpha.Backup, r refs.Resolved, pod *corev1.PodTemplateSpec)
 	}
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:8])
+}
+
+// inputsHash leaves out pausing (spec.enabled and streams[].enabled): the
+// replica count pauses the Backup, and the worker follows its streams'
+// enabled flags while it runs, so neither needs a new pod.
+func inputsHash(b *v1alpha.Backup, r refs.Resolved, pod *corev1.PodTemplateSpec) string {
+	spec := b.Spec.DeepCopy()
+	spec.Enabled = nil
+	for i := range spec.Streams {
+		spec.Streams[i].Enabled = nil
+	}
+	return InputsHash(spec, r, pod)
 }
 
 func isPaused(b *v1alpha.Backup) bool {

@@ -21,26 +21,42 @@ func ownerRefs(b *v1alpha.Backup) []metav1.OwnerReference {
 	return []metav1.OwnerReference{*metav1.NewControllerRef(b, v1alpha.SchemeGroupVersion.WithKind("Backup"))}
 }
 
-// NewServiceAccount builds the worker's ServiceAccount.
-func NewServiceAccount(b *v1alpha.Backup) *corev1.ServiceAccount {
-	return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
-		Name: DeploymentName(b), Namespace: b.Namespace, Labels: Labels(b), OwnerReferences: ownerRefs(b),
-	}}
+// WorkerIdentity names a worker's ServiceAccount, Role and RoleBinding
+// (all one name) and what they are made for.
+type WorkerIdentity struct {
+	Name, Namespace string
+	Labels          map[string]string
+	Owners          []metav1.OwnerReference
+	// Resource and ResourceName are what the worker runs: "backups" and the
+	// Backup's name, or "restores" and the Restore's.
+	Resource, ResourceName string
+	// EventHub, Storage and Credentials are the names its spec references.
+	EventHub, Storage string
+	Credentials       []*v1alpha.CredentialsFrom
 }
 
-// NewRole builds the worker's Role from the names in the Backup's spec and in
-// its Credentials, whether or not those objects exist yet, so that creating a
-// missing one lets the worker read it at once.
-func NewRole(b *v1alpha.Backup, r refs.Resolved) *rbacv1.Role {
+func (w WorkerIdentity) meta() metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: w.Name, Namespace: w.Namespace, Labels: w.Labels, OwnerReferences: w.Owners}
+}
+
+// WorkerServiceAccount builds a worker's ServiceAccount.
+func WorkerServiceAccount(w WorkerIdentity) *corev1.ServiceAccount {
+	return &corev1.ServiceAccount{ObjectMeta: w.meta()}
+}
+
+// WorkerRole builds a worker's Role from the names in its resource's spec
+// and in its Credentials, whether or not those objects exist yet, so that
+// creating a missing one lets the worker read it at once.
+func WorkerRole(w WorkerIdentity, r refs.Resolved) *rbacv1.Role {
 	read := []string{"get"}
 	rules := []rbacv1.PolicyRule{
-		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"backups"}, ResourceNames: []string{b.Name}, Verbs: []string{"get", "list", "watch"}},
-		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"backups/status"}, ResourceNames: []string{b.Name}, Verbs: []string{"get", "patch"}},
-		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"eventhubs"}, ResourceNames: []string{b.Spec.Source}, Verbs: read},
-		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"storages"}, ResourceNames: []string{b.Spec.Sink}, Verbs: read},
+		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{w.Resource}, ResourceNames: []string{w.ResourceName}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{w.Resource + "/status"}, ResourceNames: []string{w.ResourceName}, Verbs: []string{"get", "patch"}},
+		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"eventhubs"}, ResourceNames: []string{w.EventHub}, Verbs: read},
+		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"storages"}, ResourceNames: []string{w.Storage}, Verbs: read},
 	}
 	var creds []string
-	for _, from := range []*v1alpha.CredentialsFrom{b.Spec.SourceCredentialsFrom, b.Spec.SinkCredentialsFrom} {
+	for _, from := range w.Credentials {
 		if from != nil {
 			creds = append(creds, from.CredentialsRef.Name)
 		}
@@ -60,22 +76,36 @@ func NewRole(b *v1alpha.Backup, r refs.Resolved) *rbacv1.Role {
 	rules = append(rules,
 		// create cannot be limited by name; get and update can.
 		rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
-		rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{DeploymentName(b)}, Verbs: []string{"get", "update"}},
+		rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{w.Name}, Verbs: []string{"get", "update"}},
 	)
-	return &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: DeploymentName(b), Namespace: b.Namespace, Labels: Labels(b), OwnerReferences: ownerRefs(b)},
-		Rules:      rules,
+	return &rbacv1.Role{ObjectMeta: w.meta(), Rules: rules}
+}
+
+// WorkerRoleBinding binds a worker's Role to its ServiceAccount.
+func WorkerRoleBinding(w WorkerIdentity) *rbacv1.RoleBinding {
+	return &rbacv1.RoleBinding{
+		ObjectMeta: w.meta(),
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: w.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: w.Name, Namespace: w.Namespace}},
 	}
 }
 
-// NewRoleBinding binds the worker's Role to its ServiceAccount.
-func NewRoleBinding(b *v1alpha.Backup) *rbacv1.RoleBinding {
-	return &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: DeploymentName(b), Namespace: b.Namespace, Labels: Labels(b), OwnerReferences: ownerRefs(b)},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: DeploymentName(b)},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: DeploymentName(b), Namespace: b.Namespace}},
-	}
+func identity(b *v1alpha.Backup) WorkerIdentity {
+	return WorkerIdentity{Name: DeploymentName(b), Namespace: b.Namespace, Labels: Labels(b), Owners: ownerRefs(b),
+		Resource: "backups", ResourceName: b.Name, EventHub: b.Spec.Source, Storage: b.Spec.Sink,
+		Credentials: []*v1alpha.CredentialsFrom{b.Spec.SourceCredentialsFrom, b.Spec.SinkCredentialsFrom}}
 }
+
+// NewServiceAccount builds the worker's ServiceAccount.
+func NewServiceAccount(b *v1alpha.Backup) *corev1.ServiceAccount {
+	return WorkerServiceAccount(identity(b))
+}
+
+// NewRole builds the worker's Role.
+func NewRole(b *v1alpha.Backup, r refs.Resolved) *rbacv1.Role { return WorkerRole(identity(b), r) }
+
+// NewRoleBinding binds the worker's Role to its ServiceAccount.
+func NewRoleBinding(b *v1alpha.Backup) *rbacv1.RoleBinding { return WorkerRoleBinding(identity(b)) }
 
 func uniqueSorted(in []string) []string {
 	sort.Strings(in)

@@ -5,11 +5,6 @@
 package restore
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"sort"
-
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -86,105 +81,32 @@ func NewJob(r *v1alpha.Restore, res refs.Resolved, cfg backup.Config) *batchv1.J
 	}
 }
 
-// hashInputs are what a restore worker is built from; spec.enabled is left
-// out (it suspends the Job), Secrets count by resourceVersion only.
-type hashInputs struct {
-	Restore     v1alpha.RestoreSpec                `json:"restore"`
-	EventHub    *v1alpha.EventHubSpec              `json:"eventHub,omitempty"`
-	Storage     *v1alpha.StorageSpec               `json:"storage,omitempty"`
-	Credentials map[string]v1alpha.CredentialsSpec `json:"credentials,omitempty"`
-	Secrets     []string                           `json:"secrets,omitempty"`
-	Pod         *corev1.PodTemplateSpec            `json:"pod"`
+// inputsHash leaves out spec.enabled: it suspends the Job.
+func inputsHash(r *v1alpha.Restore, res refs.Resolved, pod *corev1.PodTemplateSpec) string {
+	spec := r.Spec.DeepCopy()
+	spec.Enabled = nil
+	return backup.InputsHash(spec, res, pod)
 }
 
-func inputsHash(r *v1alpha.Restore, res refs.Resolved, pod *corev1.PodTemplateSpec) string {
-	in := hashInputs{Restore: *r.Spec.DeepCopy(), Pod: pod, Credentials: map[string]v1alpha.CredentialsSpec{}}
-	in.Restore.Enabled = nil
-	if res.EventHub != nil {
-		in.EventHub = &res.EventHub.Spec
-	}
-	if res.Storage != nil {
-		in.Storage = &res.Storage.Spec
-	}
-	for _, c := range []*v1alpha.Credentials{res.SourceCredentials, res.SinkCredentials} {
-		if c != nil {
-			in.Credentials[c.Name] = c.Spec
-		}
-	}
-	for name, s := range res.Secrets {
-		in.Secrets = append(in.Secrets, name+"@"+s.ResourceVersion)
-	}
-	sort.Strings(in.Secrets)
-	data, err := json.Marshal(in)
-	if err != nil {
-		panic("marshal hash inputs: " + err.Error()) // plain structs: cannot fail
-	}
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:8])
+func identity(r *v1alpha.Restore) backup.WorkerIdentity {
+	return backup.WorkerIdentity{Name: JobName(r), Namespace: r.Namespace, Labels: Labels(r), Owners: ownerRefs(r),
+		Resource: "restores", ResourceName: r.Name, EventHub: r.Spec.Sink, Storage: r.Spec.Source,
+		Credentials: []*v1alpha.CredentialsFrom{r.Spec.SourceCredentialsFrom, r.Spec.SinkCredentialsFrom}}
 }
 
 // NewServiceAccount builds the restore worker's ServiceAccount.
 func NewServiceAccount(r *v1alpha.Restore) *corev1.ServiceAccount {
-	return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
-		Name: JobName(r), Namespace: r.Namespace, Labels: Labels(r), OwnerReferences: ownerRefs(r),
-	}}
+	return backup.WorkerServiceAccount(identity(r))
 }
 
 // NewRole names exactly what the restore worker may touch: its Restore
 // (watched, status patched), the Storage, EventHub and Credentials it names
 // and their Secrets (read), and its Lease.
 func NewRole(r *v1alpha.Restore, res refs.Resolved) *rbacv1.Role {
-	read := []string{"get"}
-	rules := []rbacv1.PolicyRule{
-		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"restores"}, ResourceNames: []string{r.Name}, Verbs: []string{"get", "list", "watch"}},
-		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"restores/status"}, ResourceNames: []string{r.Name}, Verbs: []string{"get", "patch"}},
-		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"eventhubs"}, ResourceNames: []string{r.Spec.Sink}, Verbs: read},
-		{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"storages"}, ResourceNames: []string{r.Spec.Source}, Verbs: read},
-	}
-	var creds []string
-	for _, from := range []*v1alpha.CredentialsFrom{r.Spec.SourceCredentialsFrom, r.Spec.SinkCredentialsFrom} {
-		if from != nil {
-			creds = append(creds, from.CredentialsRef.Name)
-		}
-	}
-	if creds = uniqueSorted(creds); len(creds) > 0 {
-		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{v1alpha.GroupName}, Resources: []string{"credentials"}, ResourceNames: creds, Verbs: read})
-	}
-	var secrets []string
-	for _, c := range []*v1alpha.Credentials{res.SourceCredentials, res.SinkCredentials} {
-		if c != nil {
-			secrets = append(secrets, refs.SecretNames(c)...)
-		}
-	}
-	if secrets = uniqueSorted(secrets); len(secrets) > 0 {
-		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: secrets, Verbs: read})
-	}
-	rules = append(rules,
-		rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
-		rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{JobName(r)}, Verbs: []string{"get", "update"}},
-	)
-	return &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: JobName(r), Namespace: r.Namespace, Labels: Labels(r), OwnerReferences: ownerRefs(r)},
-		Rules:      rules,
-	}
+	return backup.WorkerRole(identity(r), res)
 }
 
 // NewRoleBinding binds the worker's Role to its ServiceAccount.
 func NewRoleBinding(r *v1alpha.Restore) *rbacv1.RoleBinding {
-	return &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: JobName(r), Namespace: r.Namespace, Labels: Labels(r), OwnerReferences: ownerRefs(r)},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: JobName(r)},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: JobName(r), Namespace: r.Namespace}},
-	}
-}
-
-func uniqueSorted(in []string) []string {
-	sort.Strings(in)
-	out := in[:0]
-	for i, s := range in {
-		if i == 0 || s != in[i-1] {
-			out = append(out, s)
-		}
-	}
-	return out
+	return backup.WorkerRoleBinding(identity(r))
 }
