@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -200,20 +201,34 @@ func deploymentNeedsUpdate(existing, desired *appsv1.Deployment) bool {
 }
 
 func (r *Reconciler) reconcileRBAC(ctx context.Context, b *v1alpha.Backup, resolved refs.Resolved) error {
-	sa := NewServiceAccount(b)
-	if _, err := r.ServiceAccounts.ServiceAccounts(b.Namespace).Get(sa.Name); apierrors.IsNotFound(err) {
-		if _, err := r.Kube.CoreV1().ServiceAccounts(b.Namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	return WorkerRBAC{Kube: r.Kube, ServiceAccounts: r.ServiceAccounts, Roles: r.Roles, RoleBindings: r.RoleBindings}.
+		Reconcile(ctx, NewServiceAccount(b), NewRole(b, resolved), NewRoleBinding(b))
+}
+
+// WorkerRBAC creates and updates a worker's ServiceAccount, Role and
+// RoleBinding, for Backups and Restores alike.
+type WorkerRBAC struct {
+	Kube            kubernetes.Interface
+	ServiceAccounts corelisters.ServiceAccountLister
+	Roles           rbaclisters.RoleLister
+	RoleBindings    rbaclisters.RoleBindingLister
+}
+
+// Reconcile makes the three objects match what was built.
+func (w WorkerRBAC) Reconcile(ctx context.Context, sa *corev1.ServiceAccount, role *rbacv1.Role, binding *rbacv1.RoleBinding) error {
+	ns := sa.Namespace
+	if _, err := w.ServiceAccounts.ServiceAccounts(ns).Get(sa.Name); apierrors.IsNotFound(err) {
+		if _, err := w.Kube.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("create worker ServiceAccount: %w", err)
 		}
 	} else if err != nil {
 		return err
 	}
 
-	role := NewRole(b, resolved)
-	existingRole, err := r.Roles.Roles(b.Namespace).Get(role.Name)
+	existingRole, err := w.Roles.Roles(ns).Get(role.Name)
 	switch {
 	case apierrors.IsNotFound(err):
-		if _, err := r.Kube.RbacV1().Roles(b.Namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		if _, err := w.Kube.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("create worker Role: %w", err)
 		}
 	case err != nil:
@@ -221,26 +236,25 @@ func (r *Reconciler) reconcileRBAC(ctx context.Context, b *v1alpha.Backup, resol
 	case !equality.Semantic.DeepEqual(existingRole.Rules, role.Rules) || !equality.Semantic.DeepEqual(existingRole.Labels, role.Labels):
 		updated := existingRole.DeepCopy()
 		updated.Rules, updated.Labels, updated.OwnerReferences = role.Rules, role.Labels, role.OwnerReferences
-		if _, err := r.Kube.RbacV1().Roles(b.Namespace).Update(ctx, updated, metav1.UpdateOptions{}); err != nil {
+		if _, err := w.Kube.RbacV1().Roles(ns).Update(ctx, updated, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("update worker Role: %w", err)
 		}
 	}
 
-	binding := NewRoleBinding(b)
-	existingBinding, err := r.RoleBindings.RoleBindings(b.Namespace).Get(binding.Name)
+	existingBinding, err := w.RoleBindings.RoleBindings(ns).Get(binding.Name)
 	switch {
 	case apierrors.IsNotFound(err):
-		if _, err := r.Kube.RbacV1().RoleBindings(b.Namespace).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		if _, err := w.Kube.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("create worker RoleBinding: %w", err)
 		}
 	case err != nil:
 		return err
 	case !equality.Semantic.DeepEqual(existingBinding.Subjects, binding.Subjects) || existingBinding.RoleRef != binding.RoleRef:
 		// roleRef is immutable: replace the binding.
-		if err := r.Kube.RbacV1().RoleBindings(b.Namespace).Delete(ctx, binding.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		if err := w.Kube.RbacV1().RoleBindings(ns).Delete(ctx, binding.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("replace worker RoleBinding: %w", err)
 		}
-		if _, err := r.Kube.RbacV1().RoleBindings(b.Namespace).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		if _, err := w.Kube.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("replace worker RoleBinding: %w", err)
 		}
 	}

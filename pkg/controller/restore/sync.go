@@ -205,37 +205,6 @@ func (r *Reconciler) deleteJob(ctx context.Context, job *batchv1.Job) error {
 }
 
 func (r *Reconciler) reconcileRBAC(ctx context.Context, rs *v1alpha.Restore, resolved refs.Resolved) error {
-	sa := NewServiceAccount(rs)
-	if _, err := r.ServiceAccounts.ServiceAccounts(rs.Namespace).Get(sa.Name); apierrors.IsNotFound(err) {
-		if _, err := r.Kube.CoreV1().ServiceAccounts(rs.Namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("create worker ServiceAccount: %w", err)
-		}
-	} else if err != nil {
-		return err
-	}
-	role := NewRole(rs, resolved)
-	existingRole, err := r.Roles.Roles(rs.Namespace).Get(role.Name)
-	switch {
-	case apierrors.IsNotFound(err):
-		if _, err := r.Kube.RbacV1().Roles(rs.Namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("create worker Role: %w", err)
-		}
-	case err != nil:
-		return err
-	case !equality.Semantic.DeepEqual(existingRole.Rules, role.Rules):
-		updated := existingRole.DeepCopy()
-		updated.Rules = role.Rules
-		if _, err := r.Kube.RbacV1().Roles(rs.Namespace).Update(ctx, updated, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("update worker Role: %w", err)
-		}
-	}
-	binding := NewRoleBinding(rs)
-	if _, err := r.RoleBindings.RoleBindings(rs.Namespace).Get(binding.Name); apierrors.IsNotFound(err) {
-		if _, err := r.Kube.RbacV1().RoleBindings(rs.Namespace).Create(ctx, binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("create worker RoleBinding: %w", err)
-		}
-	} else if err != nil {
-		return err
-	}
-	return nil
+	return backup.WorkerRBAC{Kube: r.Kube, ServiceAccounts: r.ServiceAccounts, Roles: r.Roles, RoleBindings: r.RoleBindings}.
+		Reconcile(ctx, NewServiceAccount(rs), NewRole(rs, resolved), NewRoleBinding(rs))
 }
