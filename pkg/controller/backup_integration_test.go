@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -580,4 +581,44 @@ func restoreOf(t *testing.T, ns, name string) *v1alpha.Restore {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// TestSecretsStayOutOfTheControllerLogAtV10: at -v=10 client-go dumps every
+// request and response body; the controller watches Secrets, whose bodies
+// must not be among them.
+func TestSecretsStayOutOfTheControllerLogAtV10(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	const password = "ctl-9f3e1d-never-logged"
+	kubectl(t, fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata: {name: scram-user}
+stringData: {username: armory, password: %s}
+---
+apiVersion: kannika.io/v1alpha
+kind: Credentials
+metadata: {name: kafka-scram}
+spec:
+  sasl:
+    mechanism: SCRAM-SHA-512
+    usernameFrom: {secretKeyRef: {name: scram-user, key: username}}
+    passwordFrom: {secretKeyRef: {name: scram-user, key: password}}
+`, password), "apply", "-n", ns, "-f", "-")
+	p := startController(t, ns, "armory:test", "-v=10")
+	applyExample(t, ns, "my-kafka-cluster", "my-storage")
+	kubectl(t, "apiVersion: kannika.io/v1alpha\nkind: Backup\nmetadata: {name: with-creds}\nspec:\n  source: my-kafka-cluster\n  sink: my-storage\n"+
+		"  sourceCredentialsFrom: {credentialsRef: {name: kafka-scram}}\n  streams: [{topic: magic.events}]\n", "apply", "-n", ns, "-f", "-")
+	waitForPhase(t, ns, "with-creds", v1alpha.PhaseReady, "🌈 Ready")
+	// Rotate it while the controller watches.
+	kubectl(t, "", "patch", "secret", "scram-user", "-n", ns, "--type=merge", "-p", `{"stringData":{"password":"`+password+`-2"}}`)
+	time.Sleep(2 * time.Second)
+	log := p.log.String()
+	if !strings.Contains(log, "Response Body") && !strings.Contains(log, "body=") {
+		t.Fatal("the controller at -v=10 logged no response body: the test would not see a leak")
+	}
+	for _, secret := range []string{password, base64.StdEncoding.EncodeToString([]byte(password))} {
+		if strings.Contains(testenv.LogText(log), secret) {
+			t.Errorf("the Secret's password (%s…) appears in the controller's log", secret[:6])
+		}
+	}
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/kannika/armory/pkg/controller/phase"
 	"github.com/kannika/armory/pkg/controller/refs"
 	"github.com/kannika/armory/pkg/controller/restore"
+	"github.com/kannika/armory/pkg/secretlog"
 	"github.com/kannika/armory/pkg/workerlease"
 )
 
@@ -215,7 +216,9 @@ func (c *Controller) Start(ctx context.Context) {
 	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.kube.CoreV1().Events("")})
 	c.armoryInformers.Start(ctx.Done())
 	c.ownedInformers.Start(ctx.Done())
-	c.secretsInformers.Start(ctx.Done())
+	// Lists and watches of Secrets carry their values: keep them out of
+	// client-go's request dumps at high -v.
+	c.secretsInformers.StartWithContext(secretlog.Context(ctx))
 }
 
 // HasSynced reports whether every informer cache is filled: /readyz.

@@ -54,7 +54,7 @@ const (
 	workerLeaseDuration     = 3 * time.Second
 )
 
-func startController(t *testing.T, ns, image string) *controllerProcess {
+func startController(t *testing.T, ns, image string, extraArgs ...string) *controllerProcess {
 	t.Helper()
 	p := &controllerProcess{t: t, log: &testenv.Output{}, healthAddr: testenv.FreeAddr(t), metricsAddr: testenv.FreeAddr(t), done: make(chan struct{})}
 	p.cmd = exec.Command(armory, "controller",
@@ -68,6 +68,7 @@ func startController(t *testing.T, ns, image string) *controllerProcess {
 		"--metrics-bind-address", p.metricsAddr,
 		"--health-probe-bind-address", p.healthAddr,
 		"-v=2")
+	p.cmd.Args = append(p.cmd.Args, extraArgs...)
 	// Die with the test binary, even if it panics.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log

@@ -15,6 +15,7 @@ import (
 	"github.com/kannika/armory/apis/kannika/v1alpha"
 	"github.com/kannika/armory/generated/clientset/versioned"
 	"github.com/kannika/armory/pkg/kafka"
+	"github.com/kannika/armory/pkg/secretlog"
 	"github.com/kannika/armory/pkg/storage"
 	"github.com/kannika/armory/pkg/storage/gcs"
 	"github.com/kannika/armory/pkg/storage/volume"
@@ -43,7 +44,10 @@ func (r Reader) Get(ctx context.Context, field string, from *v1alpha.Credentials
 // value reads one Secret key.
 func (r Reader) value(ctx context.Context, c *v1alpha.Credentials, field string, src v1alpha.SecretValueSource) ([]byte, error) {
 	ref := src.SecretKeyRef
-	s, err := r.Kube.CoreV1().Secrets(r.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	// client-go logs request and response bodies at -v=8 and above through
+	// the request context's logger; secretlog caps it, so the value reaches
+	// no log at any verbosity.
+	s, err := r.Kube.CoreV1().Secrets(r.Namespace).Get(secretlog.Context(ctx), ref.Name, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("Credentials %q: %s: read Secret %q: %w", c.Name, field, ref.Name, err)
 	}

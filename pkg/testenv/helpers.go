@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,4 +69,23 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// hexDumpLine is a line of the hex dump client-go logs a protobuf body as:
+// offset, 16 bytes in hex, and the same bytes as text between bars.
+var hexDumpLine = regexp.MustCompile(`^\s*[0-9a-f]{8}  (?:[0-9a-f ]{2} ?){8} (?:[0-9a-f ]{2} ?){8} \|(.*)\|$`)
+
+// LogText is a log as a search for leaked secrets needs it: the log itself,
+// and the text column of every hex dump joined up again, so that a value
+// split over dump lines is found too.
+func LogText(log string) string {
+	var joined strings.Builder
+	for _, line := range strings.Split(log, "\n") {
+		if m := hexDumpLine.FindStringSubmatch(line); m != nil {
+			joined.WriteString(m[1])
+		} else {
+			joined.WriteByte('\n')
+		}
+	}
+	return log + "\n" + joined.String()
 }

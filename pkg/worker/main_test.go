@@ -192,6 +192,8 @@ type backupSetup struct {
 	// kubeconfig is what the worker runs with: the test's admin one, or
 	// one acting as the worker's ServiceAccount.
 	kubeconfig string
+	// workerArgs are added to the worker's command line (e.g. -v=10).
+	workerArgs []string
 }
 
 func setupBackup(t *testing.T, topics []string, extraSpec string, volumeStorage bool) *backupSetup {
@@ -271,6 +273,7 @@ func (s *backupSetup) startWorker(t *testing.T) *workerProcess {
 	if s.storagePath != "" {
 		args = append(args, "--storage-path", s.storagePath)
 	}
+	args = append(args, s.workerArgs...)
 	w.cmd = exec.Command(armory, args...)
 	// Die with the test binary, even if it panics.
 	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
