@@ -7,20 +7,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	applymetav1 "k8s.io/client-go/applyconfigurations/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	"github.com/kannika/armory/apis/kannika/v1alpha"
+	applyv1alpha "github.com/kannika/armory/generated/applyconfiguration/kannika/v1alpha"
 	"github.com/kannika/armory/generated/clientset/versioned"
 	"github.com/kannika/armory/pkg/credentials"
 	"github.com/kannika/armory/pkg/kafka"
@@ -108,7 +112,11 @@ func runBackup(ctx context.Context, drain <-chan struct{}, o BackupOptions, m *m
 		return fmt.Errorf("read Backup %s/%s: %w", o.Namespace, o.Name, err)
 	}
 	r := &backupRun{opts: o, metrics: m, progress: newProgress(m), streams: map[string]*runningStream{}}
-	if err := r.connect(ctx, b); err != nil {
+	err = r.connect(ctx, b)
+	// What stopped the worker must reach `kubectl get`, not only its log.
+	reportConnected(ctx, o, b, err)
+	if err != nil {
+		r.close()
 		return err
 	}
 	defer r.close()
@@ -172,7 +180,7 @@ func (r *backupRun) connect(ctx context.Context, b *v1alpha.Backup) error {
 	}
 
 	if r.bucket, err = creds.OpenStorage(ctx, st, "spec.sinkCredentialsFrom", sinkCreds, o.StoragePath); err != nil {
-		return err
+		return fmt.Errorf("cannot open Storage %q: %w", st.Name, err)
 	}
 
 	auth, err := creds.KafkaAuth(ctx, sourceCreds)
@@ -184,7 +192,8 @@ func (r *backupRun) connect(ctx context.Context, b *v1alpha.Backup) error {
 		return fmt.Errorf("EventHub %q: %w", eh.Name, err)
 	}
 	if r.client, err = sarama.NewClient(settings.Brokers, settings.Config); err != nil {
-		return fmt.Errorf("connect to Kafka (EventHub %q): %w", eh.Name, err)
+		return fmt.Errorf("cannot reach Kafka at %s: %w; check spec.kafka.properties[bootstrap.servers] of EventHub %q and the cluster's listeners",
+			strings.Join(settings.Brokers, ","), err, eh.Name)
 	}
 	if r.consumer, err = sarama.NewConsumerFromClient(r.client); err != nil {
 		return fmt.Errorf("Kafka consumer: %w", err)
@@ -344,4 +353,42 @@ func segmentSettingsOf(s v1alpha.BackupStream) (segmentSettings, error) {
 		}
 	}
 	return st, nil
+}
+
+// startFieldManager owns only the WorkerConnected condition, so that a
+// worker that fails before it reports progress does not remove the stream
+// progress an earlier worker wrote (armory-worker's fields).
+const startFieldManager = "armory-worker-start"
+
+// reportConnected sets the Backup's WorkerConnected condition: False with
+// err, or True. A failure to write it is logged: the worker's own error
+// matters more.
+func reportConnected(ctx context.Context, o BackupOptions, b *v1alpha.Backup, err error) {
+	cond := applymetav1.Condition().WithType(v1alpha.BackupWorkerConnected).WithObservedGeneration(b.Generation).
+		WithLastTransitionTime(metav1.NewTime(time.Now().Truncate(time.Second)))
+	if err != nil {
+		cond.WithStatus(metav1.ConditionFalse).WithReason("CannotConnect").WithMessage(boundMessage(err.Error()))
+	} else {
+		cond.WithStatus(metav1.ConditionTrue).WithReason("Connected").WithMessage("the worker reached Kafka and the Storage")
+	}
+	if old := meta.FindStatusCondition(b.Status.Conditions, v1alpha.BackupWorkerConnected); old != nil &&
+		string(old.Status) == string(*cond.Status) && old.Message == *cond.Message {
+		cond.WithLastTransitionTime(old.LastTransitionTime) // unchanged: keep when it became so
+	}
+	apply := applyv1alpha.Backup(b.Name, b.Namespace).WithStatus(applyv1alpha.BackupStatus().WithConditions(cond))
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, werr := o.Armory.KannikaV1alpha().Backups(b.Namespace).ApplyStatus(wctx, apply,
+		metav1.ApplyOptions{FieldManager: startFieldManager, Force: true}); werr != nil {
+		klog.FromContext(ctx).Error(werr, "Could not report in the Backup's status whether the worker started")
+	}
+}
+
+// boundMessage keeps a condition message far below the API server's limit.
+func boundMessage(m string) string {
+	const limit = 4096
+	if len(m) <= limit {
+		return m
+	}
+	return strings.ToValidUTF8(m[:limit], "") + "…"
 }

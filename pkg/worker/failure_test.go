@@ -451,3 +451,34 @@ func TestRecreatedTopicIsNotMixedIn(t *testing.T) {
 	w.stop(t)
 	assertExactly(t, s.bucket, topic, want)
 }
+
+// TestWorkerThatCannotReachKafkaShowsFailed: a worker that cannot reach
+// Kafka writes why before it exits, and kubectl shows the Backup Failed with
+// the address and the fix; once the EventHub is fixed, the next worker start
+// brings it to Streaming by itself.
+func TestWorkerThatCannotReachKafkaShowsFailed(t *testing.T) {
+	t.Parallel()
+	topic := unique("unreachable.backup")
+	createTopic(t, topic, 1, nil)
+	closed := testenv.FreeAddr(t)
+	s := setupBackupOn(t, []string{closed}, []string{topic}, "", true)
+	startController(t, s.ns)
+	w := s.startWorker(t)
+	if code := w.wait(t, time.Minute); code == 0 {
+		t.Fatal("the worker exited 0 without reaching Kafka")
+	}
+	want := "💥 Failed: cannot reach Kafka at " + closed
+	testenv.WaitFor(t, 30*time.Second, "kubectl get backup to show why the worker stopped", func() (bool, string) {
+		out, _, _ := env.Kubectl(t, "", "get", "backup", s.name, "-n", s.ns)
+		return strings.Contains(out, want) && strings.Contains(out, "check spec.kafka.properties[bootstrap.servers]"), out
+	})
+	patch := fmt.Sprintf(`{"spec":{"kafka":{"properties":{"bootstrap.servers":%q}}}}`, strings.Join(brokers, ","))
+	if out, errOut, err := env.Kubectl(t, "", "patch", "eventhub", "my-kafka-cluster", "-n", s.ns, "--type=merge", "-p", patch); err != nil {
+		t.Fatal(out, errOut)
+	}
+	s.startWorker(t) // the kubelet's restart
+	testenv.WaitFor(t, 30*time.Second, "the Backup to stream again", func() (bool, string) {
+		b := backupOf(t, s.ns, s.name)
+		return b.Status.Phase == "Streaming", b.Status.Message
+	})
+}

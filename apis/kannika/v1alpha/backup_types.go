@@ -225,3 +225,9 @@ type BackupList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Backup `json:"items"`
 }
+
+// BackupWorkerConnected is the condition the backup worker sets when it
+// starts, under its own field manager: True once it reached Kafka and the
+// Storage, False with what stopped it (the worker then exits, and the
+// controller shows the Backup Failed with that message).
+const BackupWorkerConnected = "WorkerConnected"

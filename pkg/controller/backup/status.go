@@ -67,8 +67,34 @@ func OwnedStatus(b *v1alpha.Backup) Status {
 		Phase:              b.Status.Phase,
 		Message:            b.Status.Message,
 		ObservedGeneration: b.Status.ObservedGeneration,
-		Conditions:         b.Status.Conditions,
+		Conditions:         controllerConditions(b.Status.Conditions),
 	}
+}
+
+// controllerConditionTypes are the conditions the controller owns; the
+// worker owns the others (WorkerConnected) and the controller only reads them.
+var controllerConditionTypes = map[string]bool{ConditionReferencesResolved: true, ConditionStreaming: true, ConditionStreamsHealthy: true}
+
+func controllerConditions(all []metav1.Condition) []metav1.Condition {
+	var out []metav1.Condition
+	for _, c := range all {
+		if controllerConditionTypes[c.Type] {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// WithControllerConditions returns all with the controller's conditions
+// replaced by mine, keeping the worker's.
+func WithControllerConditions(all, mine []metav1.Condition) []metav1.Condition {
+	var out []metav1.Condition
+	for _, c := range all {
+		if !controllerConditionTypes[c.Type] {
+			out = append(out, c)
+		}
+	}
+	return append(out, mine...)
 }
 
 // ComputeStatus applies the Backup status rules of DESIGN §2, in order; the
@@ -85,10 +111,7 @@ func OwnedStatus(b *v1alpha.Backup) Status {
 // does not change keeps its lastTransitionTime.
 func ComputeStatus(b *v1alpha.Backup, obs Observed) Status {
 	gen := b.Generation
-	st := Status{ObservedGeneration: gen}
-	if len(b.Status.Conditions) > 0 {
-		st.Conditions = append([]metav1.Condition(nil), b.Status.Conditions...)
-	}
+	st := Status{ObservedGeneration: gen, Conditions: controllerConditions(b.Status.Conditions)}
 	set := func(typ string, ok bool, reason, msg string) {
 		status := metav1.ConditionFalse
 		if ok {
@@ -128,6 +151,9 @@ func ComputeStatus(b *v1alpha.Backup, obs Observed) Status {
 		}
 		st.Phase, st.Message = v1alpha.PhaseFailed, phase.Message(v1alpha.PhaseFailed, phase.Details(msgs))
 		set(ConditionStreaming, false, ReasonCannotRun, "the worker does not run until the references are fixed")
+	case workerCannotStart(b) != "":
+		st.Phase, st.Message = v1alpha.PhaseFailed, phase.Message(v1alpha.PhaseFailed, workerCannotStart(b))
+		set(ConditionStreaming, false, ReasonCannotRun, "the worker stopped: "+workerCannotStart(b))
 	case len(failedStreams) > 0 && len(failedStreams) == enabledCount:
 		st.Phase, st.Message = v1alpha.PhaseFailed, phase.Message(v1alpha.PhaseFailed, "no stream can run: "+phase.Details(failedStreams))
 		set(ConditionStreaming, false, ReasonStreamFailed, "every enabled stream reported a failure")
@@ -143,6 +169,18 @@ func ComputeStatus(b *v1alpha.Backup, obs Observed) Status {
 		set(ConditionStreaming, false, ReasonWorkerNotRunning, "no worker holds the Lease yet")
 	}
 	return st
+}
+
+// workerCannotStart is what the worker last reported stopped it when it
+// started (WorkerConnected False), or "". A worker that connects sets it
+// True again, so fixing the cause (an EventHub, a Secret) clears it with the
+// next worker start.
+func workerCannotStart(b *v1alpha.Backup) string {
+	c := meta.FindStatusCondition(b.Status.Conditions, v1alpha.BackupWorkerConnected)
+	if c == nil || c.Status != metav1.ConditionFalse {
+		return ""
+	}
+	return c.Message
 }
 
 func pausedWhy(b *v1alpha.Backup) string {

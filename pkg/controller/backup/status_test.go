@@ -66,6 +66,21 @@ func TestComputeStatusRules(t *testing.T) {
 			obs:   Observed{Problems: []refs.Problem{missingEventHub}, LeaseHeld: true, WorkerHolder: "pod"},
 			phase: v1alpha.PhaseFailed, message: "💥 Failed: " + missingEventHub.Message,
 			streaming: metav1.ConditionFalse, streamReason: ReasonCannotRun, refsResolved: metav1.ConditionFalse, streamsHealth: metav1.ConditionTrue},
+		{name: "a worker that could not start is Failed with what stopped it, and the controller does not own that condition",
+			mutate: func(b *v1alpha.Backup) {
+				b.Status.Conditions = []metav1.Condition{{Type: v1alpha.BackupWorkerConnected, Status: metav1.ConditionFalse, Reason: "CannotConnect",
+					Message: `cannot reach Kafka at kafka-0:9092: no brokers; check spec.kafka.properties[bootstrap.servers] of EventHub "x"`}}
+			},
+			phase:     v1alpha.PhaseFailed,
+			message:   `💥 Failed: cannot reach Kafka at kafka-0:9092: no brokers; check spec.kafka.properties[bootstrap.servers] of EventHub "x"`,
+			streaming: metav1.ConditionFalse, streamReason: ReasonCannotRun, refsResolved: metav1.ConditionTrue, streamsHealth: metav1.ConditionTrue},
+		{name: "a worker that connected again clears it",
+			mutate: func(b *v1alpha.Backup) {
+				b.Status.Conditions = []metav1.Condition{{Type: v1alpha.BackupWorkerConnected, Status: metav1.ConditionTrue, Reason: "Connected"}}
+			},
+			obs:   Observed{LeaseHeld: true, WorkerHolder: "pod"},
+			phase: v1alpha.PhaseStreaming, message: "🚀 Streaming",
+			streaming: metav1.ConditionTrue, streamReason: ReasonWorkerRunning, refsResolved: metav1.ConditionTrue, streamsHealth: metav1.ConditionTrue},
 		{name: "every enabled stream failed is Failed",
 			mutate: func(b *v1alpha.Backup) {
 				b.Status.Streams = []v1alpha.BackupStreamStatus{failedStream("magic.events"), failedStream("pixie.dust")}
@@ -125,6 +140,9 @@ func TestComputeStatusRules(t *testing.T) {
 			check(ConditionStreaming, tc.streaming, tc.streamReason)
 			check(ConditionReferencesResolved, tc.refsResolved, "")
 			check(ConditionStreamsHealthy, tc.streamsHealth, "")
+			if meta.FindStatusCondition(st.Conditions, v1alpha.BackupWorkerConnected) != nil {
+				t.Error("the controller would write the worker's WorkerConnected condition")
+			}
 		})
 	}
 }

@@ -100,7 +100,7 @@ func (r *Reconciler) Sync(ctx context.Context, namespace, name string) (requeueA
 
 	// Compare with what was last written if the cache lags behind it.
 	old := r.written.Previous(key, OwnedStatus(b))
-	b.Status.Conditions = old.Conditions
+	b.Status.Conditions = WithControllerConditions(b.Status.Conditions, old.Conditions)
 	cur := ComputeStatus(b, obs)
 	if cur.Equal(old) {
 		return requeueAfter, nil
