@@ -21,7 +21,9 @@ const maxLevel = 5
 // dumps: use it for every API call that reads or watches Secrets.
 func Context(ctx context.Context) context.Context {
 	base := klog.FromContext(ctx)
-	return klog.NewContext(ctx, logr.New(capped{base.GetSink()}))
+	// WithSink, not logr.New: New would Init the shared sink again, which
+	// writes to it while other goroutines log through it.
+	return klog.NewContext(ctx, base.WithSink(capped{base.GetSink()}))
 }
 
 // capped passes on messages up to maxLevel, and every error.
