@@ -11,9 +11,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kannika/armory/apis/kannika/v1alpha"
+	applyv1alpha "github.com/kannika/armory/generated/applyconfiguration/kannika/v1alpha"
 	"github.com/kannika/armory/pkg/controller/backup"
 	"github.com/kannika/armory/pkg/testenv"
 )
@@ -620,5 +622,37 @@ spec:
 		if strings.Contains(testenv.LogText(log), secret) {
 			t.Errorf("the Secret's password (%s…) appears in the controller's log", secret[:6])
 		}
+	}
+}
+
+// TestThousandFailingStreamsStillGetAStatus: the largest Backup the CRD
+// admits, every stream reported Failed by the worker, gets a status the API
+// server accepts, summarised, with every stream's message in status.streams.
+func TestThousandFailingStreamsStillGetAStatus(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	applyExample(t, ns, "my-kafka-cluster", "my-storage")
+	var streams strings.Builder
+	for i := range 1000 {
+		fmt.Fprintf(&streams, "    - topic: team.events-%04d\n", i)
+	}
+	kubectl(t, "apiVersion: kannika.io/v1alpha\nkind: Backup\nmetadata: {name: wide}\nspec:\n  source: my-kafka-cluster\n  sink: my-storage\n  streams:\n"+
+		streams.String(), "apply", "-n", ns, "-f", "-")
+	status := applyv1alpha.BackupStatus()
+	for i := range 1000 {
+		topic := fmt.Sprintf("team.events-%04d", i)
+		status.WithStreams(applyv1alpha.BackupStreamStatus().WithTopic(topic).WithState("Failed").
+			WithMessage(fmt.Sprintf("topic %q does not exist in the Kafka cluster; create it, or correct or remove the stream", topic)))
+	}
+	if _, err := env.Armory.KannikaV1alpha().Backups(ns).ApplyStatus(ctx(), applyv1alpha.Backup("wide", ns).WithStatus(status),
+		metav1.ApplyOptions{FieldManager: "armory-worker", Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	startController(t, ns, "armory:test")
+	b := waitForPhase(t, ns, "wide", v1alpha.PhaseFailed,
+		`💥 Failed: no stream can run: stream "team.events-0000": topic "team.events-0000" does not exist in the Kafka cluster; create it, or correct or remove the stream (and 999 more: see kubectl describe)`)
+	c := meta.FindStatusCondition(b.Status.Conditions, backup.ConditionStreamsHealthy)
+	if c == nil || !strings.HasPrefix(c.Message, "1000 of 1000 streams failing: ") || !strings.Contains(c.Message, "more (every one is in status.streams)") {
+		t.Errorf("StreamsHealthy = %+v", c)
 	}
 }

@@ -134,7 +134,8 @@ func ComputeStatus(b *v1alpha.Backup, obs Observed) Status {
 	if len(failedStreams) == 0 {
 		set(ConditionStreamsHealthy, true, ReasonStreamsHealthy, "no stream reported a problem")
 	} else {
-		set(ConditionStreamsHealthy, false, ReasonStreamFailed, strings.Join(failedStreams, "; "))
+		set(ConditionStreamsHealthy, false, ReasonStreamFailed, fmt.Sprintf("%d of %d streams failing: %s",
+			len(failedStreams), enabledCount, phase.Summary(failedStreams, "status.streams")))
 	}
 
 	switch {

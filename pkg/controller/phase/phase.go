@@ -57,3 +57,25 @@ func ConditionsApply(conds []metav1.Condition) []*applymetav1.ConditionApplyConf
 	}
 	return out
 }
+
+// maxConditionMessage keeps a condition's message far below the API
+// server's 32 KiB limit on it, which would refuse the whole status write.
+const maxConditionMessage = 8 << 10
+
+// Summary joins problems for a condition's message, as many as fit in a
+// bounded message, then says how many more there are and where they all
+// are: "a; b; c; and 997 more (every one is in status.streams)".
+func Summary(problems []string, where string) string {
+	var b strings.Builder
+	for i, p := range problems {
+		if b.Len()+len(p) > maxConditionMessage {
+			fmt.Fprintf(&b, "; and %d more (every one is in %s)", len(problems)-i, where)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
