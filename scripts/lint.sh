@@ -19,3 +19,15 @@ if go list -deps . | grep -q '^sigs.k8s.io/controller-runtime'; then
   go list -deps . | grep '^sigs.k8s.io/controller-runtime' >&2
   exit 1
 fi
+
+# The controller never touches Kafka or storage data (DESIGN §1): it must not
+# link a Kafka or GCS client. pkg/kafka/properties holds what it validates.
+forbidden='^(github.com/IBM/sarama|cloud.google.com/go/storage)$'
+if go list -deps ./pkg/controller/... | grep -Eq "$forbidden"; then
+  echo "lint: pkg/controller imports a Kafka or storage client:" >&2
+  go list -deps ./pkg/controller/... | grep -E "$forbidden" >&2
+  for pkg in $(go list ./pkg/controller/...); do
+    go list -f '{{.ImportPath}}: {{join .Imports " "}}' "$pkg" | grep -E 'armory/pkg/(worker|kafka|restore|credentials|storage)( |$)' >&2 || true
+  done
+  exit 1
+fi

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/kannika/armory/pkg/kafka/properties"
 )
 
 // Auth is how to authenticate to Kafka, built from Credentials and their
@@ -37,9 +39,9 @@ var Version = sarama.V2_8_0_0
 
 // NewSettings turns an EventHub's properties and the referenced Credentials
 // into a sarama configuration. The properties were validated by
-// ValidateProperties; a value that fails here is reported all the same.
+// properties.Validate; a value that fails here is reported all the same.
 func NewSettings(props map[string]string, auth Auth) (Settings, error) {
-	if errs := ValidateProperties(nil, props); len(errs) > 0 {
+	if errs := properties.Validate(nil, props); len(errs) > 0 {
 		return Settings{}, errs.ToAggregate()
 	}
 	cfg := sarama.NewConfig()

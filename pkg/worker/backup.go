@@ -35,7 +35,7 @@ import (
 )
 
 // DefaultStoragePath is where the controller mounts a volume Storage.
-const DefaultStoragePath = "/var/lib/armory/storage"
+const DefaultStoragePath = workerlease.DefaultStoragePath
 
 // Segment rollover defaults, when a Backup sets none.
 const (

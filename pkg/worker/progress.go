@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/kannika/armory/apis/kannika/v1alpha"
 	applyv1alpha "github.com/kannika/armory/generated/applyconfiguration/kannika/v1alpha"
 	"github.com/kannika/armory/generated/clientset/versioned"
 	"github.com/kannika/armory/pkg/layout"
@@ -25,9 +26,9 @@ const FieldManager = "armory-worker"
 
 // Stream states reported in status.streams[].state.
 const (
-	StreamStreaming = "Streaming"
-	StreamStopped   = "Stopped"
-	StreamFailed    = "Failed"
+	StreamStreaming = v1alpha.StreamStreaming
+	StreamStopped   = v1alpha.StreamStopped
+	StreamFailed    = v1alpha.StreamFailed
 )
 
 // progress is what the worker knows of every stream, for status and metrics.
@@ -39,7 +40,7 @@ type progress struct {
 
 type streamProgress struct {
 	topic      string
-	state      string
+	state      v1alpha.StreamState
 	message    string
 	partitions map[int32]*partitionProgress
 }
@@ -74,7 +75,7 @@ func (p *progress) stream(topic string) *streamProgress {
 }
 
 // setStream records a stream's state and why.
-func (p *progress) setStream(topic, state, message string) {
+func (p *progress) setStream(topic string, state v1alpha.StreamState, message string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.stream(topic)

@@ -70,3 +70,7 @@ const (
 	// Job does not count it against its backoffLimit.
 	ExitRestoreInterrupted = 3
 )
+
+// DefaultStoragePath is where the controller mounts a volume Storage in a
+// worker, and where the worker looks for it.
+const DefaultStoragePath = "/var/lib/armory/storage"

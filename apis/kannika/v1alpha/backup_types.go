@@ -176,7 +176,7 @@ type BackupStreamStatus struct {
 	Topic string `json:"topic"`
 	// state is Streaming, Stopped (disabled) or Failed.
 	// +optional
-	State string `json:"state,omitempty"`
+	State StreamState `json:"state,omitempty"`
 	// message says what is wrong with this stream, if anything, and the fix.
 	// +optional
 	Message string `json:"message,omitempty"`
@@ -231,3 +231,18 @@ type BackupList struct {
 // Storage, False with what stopped it (the worker then exits, and the
 // controller shows the Backup Failed with that message).
 const BackupWorkerConnected = "WorkerConnected"
+
+// StreamState is what the backup worker reports of one stream.
+// +kubebuilder:validation:Enum=Streaming;Stopped;Failed
+type StreamState string
+
+// Stream states.
+const (
+	// StreamStreaming: the worker backs the stream up.
+	StreamStreaming StreamState = "Streaming"
+	// StreamStopped: the stream (or the Backup) is disabled.
+	StreamStopped StreamState = "Stopped"
+	// StreamFailed: the stream cannot run until a person acts (its topic
+	// deleted, recreated, or owned by another Backup); the message says why.
+	StreamFailed StreamState = "Failed"
+)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/kannika/armory/apis/kannika/v1alpha"
 	"github.com/kannika/armory/pkg/controller/refs"
-	"github.com/kannika/armory/pkg/worker"
 	"github.com/kannika/armory/pkg/workerlease"
 )
 
@@ -39,7 +38,7 @@ const (
 	MetricsPort = 8080
 	HealthPort  = 8081
 	// StorageMountPath is where a volume Storage is mounted in the worker.
-	StorageMountPath = worker.DefaultStoragePath
+	StorageMountPath = workerlease.DefaultStoragePath
 	// workerUID is the non-root user the worker runs as.
 	workerUID = 65532
 	// terminationGracePeriod lets the worker upload its open segments on

@@ -11,7 +11,6 @@ import (
 	"github.com/kannika/armory/apis/kannika/v1alpha"
 	"github.com/kannika/armory/pkg/controller/phase"
 	"github.com/kannika/armory/pkg/controller/refs"
-	"github.com/kannika/armory/pkg/worker"
 )
 
 // Condition types the controller sets on a Backup.
@@ -39,7 +38,7 @@ const (
 
 // StreamStateFailed is the state a worker reports for a stream it cannot
 // back up (topic deleted, recreated, or owned by another Backup).
-const StreamStateFailed = worker.StreamFailed
+const StreamStateFailed = v1alpha.StreamFailed
 
 // Observed is what the controller saw while syncing a Backup.
 type Observed struct {

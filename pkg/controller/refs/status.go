@@ -11,7 +11,7 @@ import (
 
 	"github.com/kannika/armory/apis/kannika/v1alpha"
 	"github.com/kannika/armory/pkg/controller/phase"
-	"github.com/kannika/armory/pkg/kafka"
+	"github.com/kannika/armory/pkg/kafka/properties"
 )
 
 // ConditionReady is the condition an EventHub or Storage sets: whether
@@ -32,7 +32,7 @@ const KafkaType = "Kafka"
 
 // EventHubProblems lists what is wrong with an EventHub's properties.
 func EventHubProblems(eh *v1alpha.EventHub) field.ErrorList {
-	return kafka.ValidateProperties(field.NewPath("spec", "kafka", "properties"), eh.Spec.Kafka.Properties)
+	return properties.Validate(field.NewPath("spec", "kafka", "properties"), eh.Spec.Kafka.Properties)
 }
 
 // EventHubStatus computes an EventHub's status: Ready when its properties

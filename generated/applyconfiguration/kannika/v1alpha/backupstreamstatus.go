@@ -19,6 +19,7 @@ limitations under the License.
 package v1alpha
 
 import (
+	kannikav1alpha "github.com/kannika/armory/apis/kannika/v1alpha"
 	v1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -30,7 +31,7 @@ type BackupStreamStatusApplyConfiguration struct {
 	// topic is the Kafka topic.
 	Topic *string `json:"topic,omitempty"`
 	// state is Streaming, Stopped (disabled) or Failed.
-	State *string `json:"state,omitempty"`
+	State *kannikav1alpha.StreamState `json:"state,omitempty"`
 	// message says what is wrong with this stream, if anything, and the fix.
 	Message *string `json:"message,omitempty"`
 	// recordsStored is the number of records stored since the backup began.
@@ -62,7 +63,7 @@ func (b *BackupStreamStatusApplyConfiguration) WithTopic(value string) *BackupSt
 // WithState sets the State field in the declarative configuration to the given value
 // and returns the receiver, so that objects can be built by chaining "With" function invocations.
 // If called multiple times, the State field is set to the value of the last call.
-func (b *BackupStreamStatusApplyConfiguration) WithState(value string) *BackupStreamStatusApplyConfiguration {
+func (b *BackupStreamStatusApplyConfiguration) WithState(value kannikav1alpha.StreamState) *BackupStreamStatusApplyConfiguration {
 	b.State = &value
 	return b
 }

@@ -1,6 +1,7 @@
-// Package kafka turns an EventHub's Kafka client properties into client
-// settings, and reads and writes Kafka.
-package kafka
+// Package properties is the table of Kafka client properties an EventHub
+// may set, and their validation. It imports no Kafka client, so that the
+// controller can validate EventHubs without one.
+package properties
 
 import (
 	"fmt"
@@ -23,9 +24,9 @@ type Property struct {
 	check func(value string) string
 }
 
-// SupportedProperties are the Kafka client properties Armory understands.
+// Supported are the Kafka client properties Armory understands.
 // Anything else is reported, never silently ignored.
-var SupportedProperties = []Property{
+var Supported = []Property{
 	{"bootstrap.servers", "Comma-separated host:port list of brokers to connect to first. Required.", checkServers},
 	{"client.id", "Client id sent to the brokers, shown in their logs and quotas. Default: armory.", checkNonEmpty},
 	{"security.protocol", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. Default: from the Credentials referenced (SASL_SSL or SASL_PLAINTEXT for sasl, SSL for mTls), else PLAINTEXT.",
@@ -47,11 +48,11 @@ var SupportedProperties = []Property{
 	{"replication.factor", "Restores: replication factor of the topics createTopics creates. Default: the cluster's default.replication.factor.", checkInt(1, 32767)},
 }
 
-// ValidateProperties returns one error for each property that is unsupported
+// Validate returns one error for each property that is unsupported
 // or has an unusable value, naming the property under path.
-func ValidateProperties(path *field.Path, props map[string]string) field.ErrorList {
-	known := make(map[string]Property, len(SupportedProperties))
-	for _, p := range SupportedProperties {
+func Validate(path *field.Path, props map[string]string) field.ErrorList {
+	known := make(map[string]Property, len(Supported))
+	for _, p := range Supported {
 		known[p.Name] = p
 	}
 	names := make([]string, 0, len(props))
@@ -71,7 +72,7 @@ func ValidateProperties(path *field.Path, props map[string]string) field.ErrorLi
 			errs = append(errs, field.Forbidden(path.Key(name),
 				"authentication is set in a Credentials resource referenced by the Backup or Restore, never in an EventHub; remove it"))
 		case !ok:
-			errs = append(errs, field.NotSupported(path.Key(name), name, SupportedPropertyNames()))
+			errs = append(errs, field.NotSupported(path.Key(name), name, Names()))
 		default:
 			if why := p.check(props[name]); why != "" {
 				errs = append(errs, field.Invalid(path.Key(name), props[name], why))
@@ -81,10 +82,10 @@ func ValidateProperties(path *field.Path, props map[string]string) field.ErrorLi
 	return errs
 }
 
-// SupportedPropertyNames lists the supported property names in order.
-func SupportedPropertyNames() []string {
-	names := make([]string, len(SupportedProperties))
-	for i, p := range SupportedProperties {
+// Names lists the supported property names in order.
+func Names() []string {
+	names := make([]string, len(Supported))
+	for i, p := range Supported {
 		names[i] = p.Name
 	}
 	return names

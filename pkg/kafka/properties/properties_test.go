@@ -1,4 +1,4 @@
-package kafka
+package properties
 
 import (
 	"os"
@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-func TestValidateProperties(t *testing.T) {
+func TestValidate(t *testing.T) {
 	path := field.NewPath("spec", "kafka", "properties")
 	tests := []struct {
 		props map[string]string
@@ -27,7 +27,7 @@ func TestValidateProperties(t *testing.T) {
 		{map[string]string{"bootstrap.servers": "k:9092", "isolation.level": "read_uncommitted"}, []string{`spec.kafka.properties[isolation.level]: Unsupported value: "isolation.level"`}},
 	}
 	for _, tc := range tests {
-		errs := ValidateProperties(path, tc.props)
+		errs := Validate(path, tc.props)
 		if len(errs) != len(tc.want) {
 			t.Errorf("%v: errors = %v, want %d", tc.props, errs, len(tc.want))
 			continue
@@ -44,16 +44,16 @@ func TestValidateProperties(t *testing.T) {
 // the list users are held to.
 func TestPropertiesAreDocumented(t *testing.T) {
 	_, file, _, _ := runtime.Caller(0)
-	doc, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "docs", "eventhub-properties.md"))
+	doc, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "..", "docs", "eventhub-properties.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range SupportedProperties {
+	for _, p := range Supported {
 		if !strings.Contains(string(doc), "| `"+p.Name+"` | "+p.Doc+" |") {
 			t.Errorf("docs/eventhub-properties.md does not document %s as: %s", p.Name, p.Doc)
 		}
 	}
-	if got, want := strings.Count(string(doc), "\n| `"), len(SupportedProperties); got != want {
+	if got, want := strings.Count(string(doc), "\n| `"), len(Supported); got != want {
 		t.Errorf("docs/eventhub-properties.md lists %d properties, the code supports %d", got, want)
 	}
 }
