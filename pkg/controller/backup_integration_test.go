@@ -656,3 +656,28 @@ func TestThousandFailingStreamsStillGetAStatus(t *testing.T) {
 		t.Errorf("StreamsHealthy = %+v", c)
 	}
 }
+
+// TestStatusChangedBySomeoneElseIsCorrected: the controller's memory of
+// what it wrote clears once its cache shows it (transition times compared at
+// the API server's precision), so a status someone else overwrote is put
+// right again, for a Backup and an EventHub.
+func TestStatusChangedBySomeoneElseIsCorrected(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	startController(t, ns, "armory:test")
+	applyExample(t, ns, "my-kafka-cluster", "my-storage", "backup-example")
+	waitForPhase(t, ns, "backup-example", v1alpha.PhaseReady, "🌈 Ready")
+	testenv.WaitFor(t, 30*time.Second, "the EventHub Ready", func() (bool, string) {
+		eh, err := env.Armory.KannikaV1alpha().EventHubs(ns).Get(ctx(), "my-kafka-cluster", metav1.GetOptions{})
+		return err == nil && eh.Status.Phase == v1alpha.PhaseReady, fmt.Sprint(err)
+	})
+	time.Sleep(time.Second) // let the caches show the controller's writes
+	for _, kind := range []string{"backup/backup-example", "eventhub/my-kafka-cluster"} {
+		kubectl(t, "", "patch", kind, "-n", ns, "--subresource=status", "--type=merge", "-p", `{"status":{"phase":"Streaming","message":"🚀 Streaming (not true)"}}`)
+	}
+	waitForPhase(t, ns, "backup-example", v1alpha.PhaseReady, "🌈 Ready")
+	testenv.WaitFor(t, 30*time.Second, "the EventHub's status put right", func() (bool, string) {
+		eh, err := env.Armory.KannikaV1alpha().EventHubs(ns).Get(ctx(), "my-kafka-cluster", metav1.GetOptions{})
+		return err == nil && eh.Status.Message == "🌈 Ready", fmt.Sprint(err, eh.Status.Message)
+	})
+}

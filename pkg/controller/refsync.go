@@ -23,14 +23,15 @@ import (
 // syncEventHub writes an EventHub's status: Ready, or Failed naming the
 // unusable property.
 func (c *Controller) syncEventHub(ctx context.Context, namespace, name string) (time.Duration, error) {
+	key := cache.ObjectName{Namespace: namespace, Name: name}
 	eh, err := c.refs.EventHubs.EventHubs(namespace).Get(name)
 	if apierrors.IsNotFound(err) {
+		c.eventHubsWritten.Forget(key)
 		return 0, nil
 	}
 	if err != nil {
 		return 0, err
 	}
-	key := cache.ObjectName{Namespace: namespace, Name: name}
 	eh = eh.DeepCopy()
 	eh.Status = c.eventHubsWritten.Previous(key, eh.Status)
 	old, cur := eh.Status, refs.EventHubStatus(eh)
@@ -51,8 +52,10 @@ func (c *Controller) syncEventHub(ctx context.Context, namespace, name string) (
 // syncStorage creates a volume Storage's PersistentVolumeClaim and writes the
 // Storage's status.
 func (c *Controller) syncStorage(ctx context.Context, namespace, name string) (time.Duration, error) {
+	key := cache.ObjectName{Namespace: namespace, Name: name}
 	s, err := c.refs.Storages.Storages(namespace).Get(name)
 	if apierrors.IsNotFound(err) {
+		c.storagesWritten.Forget(key)
 		return 0, nil
 	}
 	if err != nil {
@@ -64,7 +67,6 @@ func (c *Controller) syncStorage(ctx context.Context, namespace, name string) (t
 			return 0, err
 		}
 	}
-	key := cache.ObjectName{Namespace: namespace, Name: name}
 	s = s.DeepCopy()
 	s.Status = c.storagesWritten.Previous(key, s.Status)
 	old, cur := s.Status, refs.StorageStatus(s, pvc)

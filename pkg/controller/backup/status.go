@@ -118,7 +118,7 @@ func ComputeStatus(b *v1alpha.Backup, obs Observed) Status {
 		}
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
 			Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen,
-			LastTransitionTime: metav1.NewTime(obs.Now),
+			LastTransitionTime: metav1.NewTime(obs.Now.Truncate(time.Second)), // the API server keeps seconds
 		})
 	}
 
@@ -215,7 +215,9 @@ func streamFailures(b *v1alpha.Backup) (failed []string, enabled int) {
 }
 
 // Equal reports whether two statuses would show the same to a user: phase,
-// message, observed generation and conditions (transition times included).
+// message, observed generation and conditions (transition times included, at
+// the second: the precision the API server stores, so that a status written
+// compares equal to the same status read back).
 func (s Status) Equal(o Status) bool {
 	if s.Phase != o.Phase || s.Message != o.Message || s.ObservedGeneration != o.ObservedGeneration || len(s.Conditions) != len(o.Conditions) {
 		return false
@@ -223,7 +225,7 @@ func (s Status) Equal(o Status) bool {
 	for _, c := range s.Conditions {
 		oc := meta.FindStatusCondition(o.Conditions, c.Type)
 		if oc == nil || oc.Status != c.Status || oc.Reason != c.Reason || oc.Message != c.Message ||
-			oc.ObservedGeneration != c.ObservedGeneration || !oc.LastTransitionTime.Equal(&c.LastTransitionTime) {
+			oc.ObservedGeneration != c.ObservedGeneration || oc.LastTransitionTime.Unix() != c.LastTransitionTime.Unix() {
 			return false
 		}
 	}

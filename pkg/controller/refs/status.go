@@ -3,6 +3,7 @@ package refs
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -122,5 +123,8 @@ func copyConditions(in []metav1.Condition) []metav1.Condition {
 func setCondition(conds *[]metav1.Condition, generation int64, status metav1.ConditionStatus, reason, message string) {
 	meta.SetStatusCondition(conds, metav1.Condition{
 		Type: ConditionReady, Status: status, Reason: reason, Message: message, ObservedGeneration: generation,
+		// At the precision the API server stores, so that what was written
+		// compares equal to what comes back.
+		LastTransitionTime: metav1.NewTime(time.Now().Truncate(time.Second)),
 	})
 }

@@ -94,7 +94,7 @@ func ComputeStatus(r *v1alpha.Restore, obs Observed) Status {
 			status = metav1.ConditionTrue
 		}
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason,
-			Message: msg, ObservedGeneration: gen, LastTransitionTime: metav1.NewTime(obs.Now)})
+			Message: msg, ObservedGeneration: gen, LastTransitionTime: metav1.NewTime(obs.Now.Truncate(time.Second))})
 	}
 	msgs := make([]string, len(obs.Problems))
 	for i, p := range obs.Problems {
