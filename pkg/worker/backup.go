@@ -78,6 +78,11 @@ func RunBackup(ctx context.Context, o BackupOptions) error {
 			o.Ready(h)
 		}
 	}
+	// Check the Backup exists before taking its Lease: a wrong name or
+	// namespace says so at once and leaves no stray Lease behind.
+	if _, err := o.Armory.KannikaV1alpha().Backups(o.Namespace).Get(ctx, o.Name, metav1.GetOptions{}); err != nil {
+		return fmt.Errorf("read Backup %s/%s: %w", o.Namespace, o.Name, err)
+	}
 	lease := leader.Config{Kube: o.Kube, Namespace: o.Namespace, Name: workerlease.ForBackup(o.Name), Identity: o.Identity,
 		Labels: workerlease.BackupLabels(o.Name), Timings: o.Lease, Held: held}
 	return leader.Run(ctx, lease, func(ctx context.Context, drain <-chan struct{}) error {

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -481,4 +482,23 @@ func TestWorkerThatCannotReachKafkaShowsFailed(t *testing.T) {
 		b := backupOf(t, s.ns, s.name)
 		return b.Status.Phase == "Streaming", b.Status.Message
 	})
+}
+
+// TestWrongBackupNameLeavesNoLease: a worker started for a Backup that does
+// not exist says so and exits, without taking a Lease for it.
+func TestWrongBackupNameLeavesNoLease(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{"backup", "restore"} {
+		ns := env.Namespace(t)
+		cmd := exec.Command(armory, "worker", "--"+kind+"=no-such-thing", "--kubeconfig", env.Kubeconfig, "--namespace", ns,
+			"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), `"no-such-thing" not found`) {
+			t.Errorf("%s: exit %v, output %s", kind, err, out)
+		}
+		leases, err := env.Kube.CoordinationV1().Leases(ns).List(ctx(), metav1.ListOptions{})
+		if err != nil || len(leases.Items) != 0 {
+			t.Errorf("%s: a wrong name left Leases behind: %v %v", kind, leases, err)
+		}
+	}
 }
