@@ -17,8 +17,13 @@ help:
 	@echo "make test       verify + lint + every test, against a real kube-apiserver"
 	@echo "make bench      backup throughput and memory beside kcat → docs/BENCHMARKS.md"
 
+# The version and commit `armory version` prints.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X github.com/kannika/armory/pkg/cmd.version=$(VERSION) -X github.com/kannika/armory/pkg/cmd.commit=$(COMMIT)
+
 build:
-	$(GO) build -o bin/armory .
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/armory .
 
 generate:
 	scripts/generate.sh

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -106,5 +107,24 @@ func TestControllerWithoutAClusterSaysWhatToPass(t *testing.T) {
 	_, stderr, code := run(t, "controller", "--kubeconfig", "/nonexistent/kubeconfig")
 	if code == 0 || !strings.Contains(stderr, "load kubeconfig") || !strings.Contains(stderr, "/nonexistent/kubeconfig") {
 		t.Errorf("exit %d, stderr %q; want a non-zero exit naming the kubeconfig", code, stderr)
+	}
+}
+
+// TestVersion: `armory version` and `armory --version` print the version
+// and the commit the binary was built with (as make build sets them).
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "armory")
+	build := exec.Command("go", "build", "-o", bin, "-ldflags",
+		"-X github.com/kannika/armory/pkg/cmd.version=v9.9.9-test -X github.com/kannika/armory/pkg/cmd.commit=0123abcd", ".")
+	build.Dir = testenv.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		out, err := exec.Command(bin, args...).Output()
+		if err != nil || !strings.HasPrefix(string(out), "armory v9.9.9-test (commit 0123abcd, go1.") {
+			t.Errorf("armory %s: %v, %q", strings.Join(args, " "), err, out)
+		}
 	}
 }

@@ -45,14 +45,16 @@ Credentials, Backup, Restore). The controller turns each Backup into a
 Deployment and each Restore into a Job; both run "armory worker".`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       Version(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	// klog's verbosity flags, so -v=4 works on every command.
 	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(klogFlags)
 	for _, name := range []string{"v", "vmodule"} {
 		root.PersistentFlags().AddGoFlag(klogFlags.Lookup(name))
 	}
-	root.AddCommand(newControllerCommand(), newWorkerCommand())
+	root.AddCommand(newControllerCommand(), newWorkerCommand(), newVersionCommand())
 	return root
 }
 
