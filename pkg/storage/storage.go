@@ -42,3 +42,13 @@ type Bucket interface {
 	Location() string
 	Close() error
 }
+
+// TempRemover is a Bucket whose writers leave temporary files behind when
+// they are killed mid-write (a volume: a temporary file, then a link).
+type TempRemover interface {
+	// RemoveTemp deletes the temporary files directly under prefix (a
+	// folder, ending in "/") and returns how many it removed. Call it only
+	// where no Create under prefix is running that must succeed: a Create
+	// whose temporary file is removed fails and stores nothing.
+	RemoveTemp(ctx context.Context, prefix string) (int, error)
+}

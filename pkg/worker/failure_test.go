@@ -1,9 +1,12 @@
 package worker_test
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -290,10 +293,21 @@ func TestVolumeStorage(t *testing.T) {
 	want := produced{}
 	produce(t, topic, 3, 6_000, want)
 	s := setupBackup(t, []string{topic}, "  compression: {algorithm: lz4}\n", true)
+	// What a SIGKILL during an upload leaves: a temporary file.
+	stale := filepath.Join(s.storagePath, topic, "1", ".tmp-1234567")
+	if err := os.MkdirAll(filepath.Dir(stale), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stale, []byte("ARMOBJ1\npartial"), 0o640); err != nil {
+		t.Fatal(err)
+	}
 	w := s.startWorker(t)
 	waitCaughtUp(t, s.bucket, topic, want, time.Minute)
 	w.stop(t)
 	assertExactly(t, s.bucket, topic, want)
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the temporary file a killed upload left is still there: %v", err)
+	}
 	st, _ := layout.ListPartition(ctx(), s.bucket, topic, 0)
 	attrs, err := s.bucket.Attributes(ctx(), st.Objects[0].Name)
 	if err != nil || attrs.Metadata[layout.MetaFormat] != fmt.Sprintf("segment-v%d-%s", segment.Version, segment.CodecLZ4) {

@@ -90,6 +90,19 @@ func errorKind(err error) string {
 }
 
 func (p *partitionBackup) runOnce(ctx context.Context, drain <-chan struct{}) error {
+	// Temporary files a killed worker left behind (volume storage). Safe
+	// here: this goroutine is the partition's only writer in this Backup
+	// (the Lease) and is not writing now; a stale worker's Create whose
+	// file this removes fails at its link and stores nothing.
+	if tr, ok := p.bucket.(storage.TempRemover); ok {
+		n, err := tr.RemoveTemp(ctx, layout.PartitionPrefix(p.topic, p.partition))
+		if err != nil {
+			return fmt.Errorf("remove temporary files: %w", err)
+		}
+		if n > 0 {
+			klog.FromContext(ctx).Info("Removed temporary files a killed writer left", "count", n)
+		}
+	}
 	state, err := layout.ListPartition(ctx, p.bucket, p.topic, p.partition)
 	if err != nil {
 		return fmt.Errorf("list stored objects: %w", err)

@@ -103,7 +103,12 @@ func (b *Bucket) Create(ctx context.Context, name string, data io.Reader, metada
 	// unfinished upload is never committed).
 	w.ChunkSize = 0
 	if _, err := io.Copy(w, data); err != nil {
-		_ = w.CloseWithError(err)
+		// Abort the request before anything ends the body: closing the
+		// writer (even CloseWithError) can let what was sent so far be
+		// committed as a whole object. Close then only waits for the
+		// cancelled upload.
+		cancel()
+		_ = w.Close()
 		return fmt.Errorf("upload %s: %w", name, err)
 	}
 	if err := w.Close(); err != nil {

@@ -98,6 +98,30 @@ func Run(t *testing.T, newBucket func(t *testing.T) (first, second storage.Bucke
 		}
 	})
 
+	t.Run("a failed or cancelled create leaves no object, and the name stays free", func(t *testing.T) {
+		b, _ := newBucket(t)
+		failing := io.MultiReader(strings.NewReader("half of a segment"), errReader{errors.New("the source broke")})
+		if err := b.Create(ctx, "t/2/00000000000000000000.seg", failing, nil); err == nil {
+			t.Error("Create from a failing reader returned nil")
+		}
+		cancelled, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := b.Create(cancelled, "t/2/00000000000000000100.seg", strings.NewReader("x"), nil); err == nil {
+			t.Error("Create with a cancelled context returned nil")
+		}
+		var left []string
+		_ = b.List(ctx, "t/2/", func(a storage.ObjectAttrs) error { left = append(left, a.Name); return nil })
+		if len(left) != 0 {
+			t.Errorf("objects left by failed creates: %v", left)
+		}
+		if err := b.Create(ctx, "t/2/00000000000000000000.seg", strings.NewReader("whole"), nil); err != nil {
+			t.Errorf("the name of a failed create is not free: %v", err)
+		}
+		if got := string(read(t, b, "t/2/00000000000000000000.seg")); got != "whole" {
+			t.Errorf("object = %q", got)
+		}
+	})
+
 	t.Run("not found", func(t *testing.T) {
 		b, _ := newBucket(t)
 		if _, err := b.Open(ctx, "t/0/missing.seg"); !errors.Is(err, storage.ErrNotExist) {
@@ -159,3 +183,7 @@ func read(t *testing.T, b storage.Bucket, name string) []byte {
 	}
 	return data
 }
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }

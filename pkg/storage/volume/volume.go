@@ -111,6 +111,39 @@ func (b *Bucket) Create(ctx context.Context, name string, data io.Reader, metada
 	return syncDir(dir)
 }
 
+var _ storage.TempRemover = (*Bucket)(nil)
+
+// RemoveTemp deletes the .tmp-* files a killed Create left in prefix's folder.
+func (b *Bucket) RemoveTemp(ctx context.Context, prefix string) (int, error) {
+	if !strings.HasSuffix(prefix, "/") {
+		return 0, fmt.Errorf("invalid folder %q: it must end in /", prefix)
+	}
+	dir, err := b.path(strings.TrimSuffix(prefix, "/"))
+	if err != nil {
+		return 0, err
+	}
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	removed := 0
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		if e.Type().IsRegular() && strings.HasPrefix(e.Name(), tmpPrefix) {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return removed, err
+			}
+			removed++
+		}
+	}
+	return removed, nil
+}
+
 // syncDir makes the new directory entry durable.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
