@@ -83,7 +83,8 @@ func TestRestoreWithoutAClusterSaysWhatToPass(t *testing.T) {
 func TestHelpExplainsFlags(t *testing.T) {
 	t.Parallel()
 	tests := map[string][]string{
-		"controller": {"--kubeconfig", "--namespace", "--leader-elect", "--worker-image",
+		"controller": {"--kubeconfig", "--namespace", "--leader-elect", "--worker-image", "required outside a pod",
+			"--worker-image ghcr.io/kannika/armory:v0.3.0", `"0" to turn them off`,
 			"--metrics-bind-address", "--health-probe-bind-address", "-v, --v"},
 		"worker": {"--kubeconfig", "--namespace", "--backup", "--restore",
 			"--metrics-bind-address", "--health-probe-bind-address", "Name of the Backup to run",

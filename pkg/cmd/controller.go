@@ -46,10 +46,23 @@ func newControllerCommand() *cobra.Command {
 		Long: `Run the Armory operator.
 
 It watches kannika.io resources and, for each Backup, keeps a Deployment
-running "armory worker --backup=NAME" (scaled to 0 while paused), with a
-ServiceAccount and Role that let the worker read only what it needs. It writes
-each resource's status: phase, message, conditions. It never reads Kafka or
-storage data itself.`,
+running "armory worker --backup=NAME" (scaled to 0 while paused), and for each
+enabled Restore a Job running "armory worker --restore=NAME" (suspended while
+disabled), each with a ServiceAccount and Role that let the worker read only
+what it needs. It writes each resource's status: phase, message, conditions.
+It never reads Kafka or storage data itself.
+
+In a cluster the workers get the controller's own image. Run from a laptop
+(outside a pod), it cannot read its pod, so pass the image the workers should
+run:
+
+  armory controller --kubeconfig ~/.kube/config --worker-image ghcr.io/kannika/armory:v0.3.0
+
+A second process on the same machine needs other ports: pass
+--metrics-bind-address and --health-probe-bind-address another address, or
+"0" to turn them off; the addresses bound are logged at start ("Serving").`,
+		Example: `  armory controller --kubeconfig ~/.kube/config --namespace team-a --worker-image ghcr.io/kannika/armory:v0.3.0 \
+    --metrics-bind-address 0 --health-probe-bind-address 0`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.run(cmd.Context())
@@ -68,7 +81,7 @@ storage data itself.`,
 	f.DurationVar(&o.retryPeriod, "leader-elect-retry-period", 2*time.Second,
 		"How often to try to take or renew the Lease.")
 	f.StringVar(&o.workerImage, "worker-image", "",
-		"Container image of the worker Deployments and Jobs. Default: the controller's own image, read from its pod ($POD_NAME, $POD_NAMESPACE).")
+		"Container image of the worker Deployments and Jobs, e.g. ghcr.io/kannika/armory:v0.3.0. Default: the controller's own image, read from its pod ($POD_NAME, $POD_NAMESPACE); required outside a pod.")
 	f.IntVar(&o.workers, "workers", 2, "Objects of each kind synced in parallel.")
 	f.StringVar(&o.metricsAddress, "metrics-bind-address", ":8080",
 		"Address of the Prometheus /metrics endpoint; \"0\" turns it off.")
