@@ -48,6 +48,11 @@ type Observed struct {
 	WorkerHolder string
 	// LeaseHeld is true when a worker holds a fresh Lease.
 	LeaseHeld bool
+	// When no worker holds it: LastHolder is who held it last ("" once
+	// released or never held) and LastRenewed when it was last renewed or
+	// released (zero if there is no Lease yet).
+	LastHolder  string
+	LastRenewed time.Time
 	// Now stamps the conditions that change.
 	Now time.Time
 }
@@ -166,9 +171,23 @@ func ComputeStatus(b *v1alpha.Backup, obs Observed) Status {
 		set(ConditionStreaming, true, ReasonWorkerRunning, fmt.Sprintf("worker %s holds the Lease", obs.WorkerHolder))
 	default:
 		st.Phase, st.Message = v1alpha.PhaseReady, phase.Message(v1alpha.PhaseReady, "")
-		set(ConditionStreaming, false, ReasonWorkerNotRunning, "no worker holds the Lease yet")
+		set(ConditionStreaming, false, ReasonWorkerNotRunning, notRunningWhy(b, obs))
 	}
 	return st
+}
+
+// notRunningWhy says what is known of the worker when none holds the
+// Lease: never started, released it, or stopped renewing it.
+func notRunningWhy(b *v1alpha.Backup, obs Observed) string {
+	deployment := fmt.Sprintf("the Deployment %s is scaled to %d", DeploymentName(b), DesiredReplicas(b, refs.Resolved{Problems: obs.Problems}))
+	at := obs.LastRenewed.UTC().Format(time.RFC3339)
+	switch {
+	case obs.LastRenewed.IsZero():
+		return "no worker has held the Lease yet; " + deployment
+	case obs.LastHolder == "":
+		return fmt.Sprintf("the worker stopped and released the Lease at %s; %s", at, deployment)
+	}
+	return fmt.Sprintf("worker %s stopped renewing the Lease at %s (killed, or cut off from the API server); %s", obs.LastHolder, at, deployment)
 }
 
 // workerCannotStart is what the worker last reported stopped it when it

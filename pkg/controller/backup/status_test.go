@@ -212,3 +212,27 @@ func TestEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestReadySaysWhatHappenedToTheWorker: with no worker holding the Lease,
+// the Streaming condition says whether one ever ran, released the Lease, or
+// stopped renewing it, and what the Deployment is scaled to.
+func TestReadySaysWhatHappenedToTheWorker(t *testing.T) {
+	stoppedAt := time.Date(2026, 11, 25, 9, 30, 0, 0, time.UTC)
+	tests := []struct {
+		obs  Observed
+		want string
+	}{
+		{Observed{}, "no worker has held the Lease yet; the Deployment backup-example-backup is scaled to 1"},
+		{Observed{LastRenewed: stoppedAt}, "the worker stopped and released the Lease at 2026-11-25T09:30:00Z; the Deployment backup-example-backup is scaled to 1"},
+		{Observed{LastHolder: "pod-a", LastRenewed: stoppedAt},
+			"worker pod-a stopped renewing the Lease at 2026-11-25T09:30:00Z (killed, or cut off from the API server); the Deployment backup-example-backup is scaled to 1"},
+	}
+	for _, tc := range tests {
+		tc.obs.Now = now
+		st := ComputeStatus(testBackup(), tc.obs)
+		c := meta.FindStatusCondition(st.Conditions, ConditionStreaming)
+		if st.Phase != v1alpha.PhaseReady || c == nil || c.Message != tc.want {
+			t.Errorf("%s, Streaming %+v; want message %q", st.Phase, c, tc.want)
+		}
+	}
+}

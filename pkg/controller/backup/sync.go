@@ -93,9 +93,13 @@ func (r *Reconciler) Sync(ctx context.Context, namespace, name string) (requeueA
 	}
 	held, expires := workerlease.Held(lease, now)
 	obs := Observed{Problems: resolved.Problems, LeaseHeld: held, Now: now}
-	if held {
+	switch {
+	case held:
 		obs.WorkerHolder = *lease.Spec.HolderIdentity
 		requeueAfter = expires.Sub(now) + leaseRecheckMargin
+	case lease != nil && lease.Spec.RenewTime != nil:
+		obs.LastHolder = ptr.Deref(lease.Spec.HolderIdentity, "")
+		obs.LastRenewed = lease.Spec.RenewTime.Time.Truncate(time.Second)
 	}
 
 	// Compare with what was last written if the cache lags behind it.
