@@ -129,6 +129,8 @@ type Object struct {
 	// MinTimestamp and MaxTimestamp bound a segment's record timestamps
 	// (zero for gap markers and objects written without them).
 	MinTimestamp, MaxTimestamp time.Time
+	// Created is when the object was stored.
+	Created time.Time
 }
 
 // PartitionState is what storage says about one partition.
@@ -139,6 +141,8 @@ type PartitionState struct {
 	Next int64
 	// Records and Bytes stored, over all segments.
 	Records, Bytes int64
+	// LastStored is when the newest segment was stored (zero if none).
+	LastStored time.Time
 }
 
 // ListPartition reads one partition's objects and checks that they tile it
@@ -174,6 +178,9 @@ func ListPartition(ctx context.Context, b storage.Bucket, topic string, partitio
 		st.Next = o.End
 		st.Records += o.Records
 		st.Bytes += o.Bytes
+		if !o.Gap && o.Created.After(st.LastStored) {
+			st.LastStored = o.Created
+		}
 	}
 	return st, nil
 }
@@ -194,7 +201,7 @@ func parseObject(prefix string, a storage.ObjectAttrs) (Object, error) {
 	if err != nil || len(base) != 24 {
 		return Object{}, nil
 	}
-	o := Object{Name: a.Name, Gap: gap, Start: start}
+	o := Object{Name: a.Name, Gap: gap, Start: start, Created: a.Created}
 	if o.End, err = strconv.ParseInt(a.Metadata[MetaEnd], 10, 64); err != nil || o.End <= o.Start {
 		return Object{}, fmt.Errorf("%s has no valid %s metadata (%q)", a.Name, MetaEnd, a.Metadata[MetaEnd])
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 )
 
 // Errors every Bucket returns, for errors.Is.
@@ -23,6 +24,8 @@ type ObjectAttrs struct {
 	Name     string
 	Size     int64
 	Metadata map[string]string
+	// Created is when the object was stored.
+	Created time.Time
 }
 
 // Bucket holds immutable objects named by slash-separated paths.

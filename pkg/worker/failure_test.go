@@ -516,3 +516,33 @@ func TestWrongBackupNameLeavesNoLease(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartedWorkerKnowsTheLastUpload: a worker restarted with nothing new
+// to upload still reports when the last segment was stored, from the
+// listing, instead of an empty lastUploadTime.
+func TestRestartedWorkerKnowsTheLastUpload(t *testing.T) {
+	t.Parallel()
+	topic := unique("restarted.events")
+	createTopic(t, topic, 1, nil)
+	want := produced{}
+	produce(t, topic, 1, 500, want)
+	s := setupBackup(t, []string{topic}, "", true)
+	w := s.startWorker(t)
+	waitCaughtUp(t, s.bucket, topic, want, time.Minute)
+	w.stop(t)
+	st, err := layout.ListPartition(ctx(), s.bucket, topic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = s.startWorker(t)
+	testenv.WaitFor(t, 30*time.Second, "the new worker to start its stream", func() (bool, string) {
+		return strings.Contains(w.log.String(), "Stream started"), ""
+	})
+	time.Sleep(2 * time.Second) // several status intervals of the new worker
+	b := backupOf(t, s.ns, s.name)
+	if b.Status.LastUploadTime == nil || len(b.Status.Streams) != 1 || b.Status.Streams[0].LastUploadTime == nil ||
+		b.Status.LastUploadTime.Unix() != st.LastStored.Unix() {
+		t.Errorf("after a restart: lastUploadTime %v, streams %+v; the last segment was stored at %v", b.Status.LastUploadTime, b.Status.Streams, st.LastStored)
+	}
+	w.stop(t)
+}

@@ -110,6 +110,11 @@ func (pp *partitionProgress) stored(st *layout.PartitionState) {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
 	pp.next, pp.records, pp.bytes = st.Next, st.Records, st.Bytes
+	if st.LastStored.After(pp.lastUpload) {
+		// Storage says when the last segment landed, also after a restart
+		// that has not uploaded yet.
+		pp.lastUpload = st.LastStored
+	}
 	pp.updateLag()
 }
 

@@ -142,7 +142,7 @@ func (b *Bucket) Attributes(ctx context.Context, name string) (storage.ObjectAtt
 	if err != nil {
 		return storage.ObjectAttrs{}, fmt.Errorf("attributes of %s: %w", name, err)
 	}
-	return storage.ObjectAttrs{Name: name, Size: attrs.Size, Metadata: attrs.Metadata}, nil
+	return storage.ObjectAttrs{Name: name, Size: attrs.Size, Metadata: attrs.Metadata, Created: attrs.Created}, nil
 }
 
 // List lists objects under prefix, in name order, with their metadata.
@@ -156,7 +156,8 @@ func (b *Bucket) List(ctx context.Context, prefix string, fn func(storage.Object
 		if err != nil {
 			return fmt.Errorf("list %s: %w", prefix, err)
 		}
-		if err := fn(storage.ObjectAttrs{Name: strings.TrimPrefix(attrs.Name, b.prefix), Size: attrs.Size, Metadata: attrs.Metadata}); err != nil {
+		if err := fn(storage.ObjectAttrs{Name: strings.TrimPrefix(attrs.Name, b.prefix), Size: attrs.Size, Metadata: attrs.Metadata,
+			Created: attrs.Created}); err != nil {
 			return err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/kannika/armory/pkg/storage"
 )
@@ -38,6 +39,14 @@ func Run(t *testing.T, newBucket func(t *testing.T) (first, second storage.Bucke
 		}
 		if attrs.Size != int64(len(data)) || attrs.Metadata["end"] != "1234" || attrs.Metadata["records"] != "17" || attrs.Name != "t/0/00000000000000000000.seg" {
 			t.Errorf("attributes = %+v", attrs)
+		}
+		if age := time.Since(attrs.Created); attrs.Created.IsZero() || age > time.Minute || age < -time.Minute {
+			t.Errorf("created = %v, want about now", attrs.Created)
+		}
+		var listed storage.ObjectAttrs
+		_ = b.List(ctx, "t/0/", func(a storage.ObjectAttrs) error { listed = a; return nil })
+		if !listed.Created.Equal(attrs.Created) {
+			t.Errorf("List says created %v, Attributes %v", listed.Created, attrs.Created)
 		}
 	})
 

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/kannika/armory/pkg/storage"
 )
@@ -169,9 +170,10 @@ func (c contextReader) Read(p []byte) (int, error) {
 // object is an open object file positioned after its metadata.
 type object struct {
 	*bufio.Reader
-	f    *os.File
-	size int64
-	meta map[string]string
+	f       *os.File
+	size    int64
+	meta    map[string]string
+	created time.Time
 }
 
 func (o *object) Close() error { return o.f.Close() }
@@ -216,6 +218,7 @@ func (b *Bucket) open(name string) (*object, error) {
 	}
 	headerLen := int64(len(fileMagic)) + int64(binary.PutUvarint(make([]byte, binary.MaxVarintLen64), n)) + int64(n)
 	o.size = st.Size() - headerLen
+	o.created = st.ModTime() // written once, then linked into place
 	return o, nil
 }
 
@@ -231,7 +234,7 @@ func (b *Bucket) Attributes(_ context.Context, name string) (storage.ObjectAttrs
 		return storage.ObjectAttrs{}, err
 	}
 	defer o.Close()
-	return storage.ObjectAttrs{Name: name, Size: o.size, Metadata: o.meta}, nil
+	return storage.ObjectAttrs{Name: name, Size: o.size, Metadata: o.meta, Created: o.created}, nil
 }
 
 // List walks the directories the prefix can match, in name order.
