@@ -3,7 +3,6 @@ package restore
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -61,7 +60,7 @@ func (s *status) set(typ string, ok bool, reason, message string) {
 		st = metav1.ConditionTrue
 	}
 	meta.SetStatusCondition(&s.conditions, metav1.Condition{Type: typ, Status: st, Reason: reason,
-		Message: bound(message), ObservedGeneration: s.generation, LastTransitionTime: metav1.Now()})
+		Message: v1alpha.TruncateMessage(message), ObservedGeneration: s.generation, LastTransitionTime: metav1.Now()})
 }
 
 func (s *status) setPlan(p *Plan) {
@@ -196,16 +195,4 @@ func (w *writer) every(ctx context.Context, interval time.Duration) {
 			}
 		}
 	}
-}
-
-// maxMessage keeps a condition message far below the API server's 32 KiB
-// limit on a condition message.
-const maxMessage = 4096
-
-// bound cuts a message that would be too long for a condition.
-func bound(message string) string {
-	if len(message) <= maxMessage {
-		return message
-	}
-	return strings.ToValidUTF8(message[:maxMessage], "") + "…"
 }

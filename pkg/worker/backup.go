@@ -372,7 +372,7 @@ func reportConnected(ctx context.Context, o BackupOptions, b *v1alpha.Backup, er
 	cond := applymetav1.Condition().WithType(v1alpha.BackupWorkerConnected).WithObservedGeneration(b.Generation).
 		WithLastTransitionTime(metav1.NewTime(time.Now().Truncate(time.Second)))
 	if err != nil {
-		cond.WithStatus(metav1.ConditionFalse).WithReason("CannotConnect").WithMessage(boundMessage(err.Error()))
+		cond.WithStatus(metav1.ConditionFalse).WithReason("CannotConnect").WithMessage(v1alpha.TruncateMessage(err.Error()))
 	} else {
 		cond.WithStatus(metav1.ConditionTrue).WithReason("Connected").WithMessage("the worker reached Kafka and the Storage")
 	}
@@ -387,13 +387,4 @@ func reportConnected(ctx context.Context, o BackupOptions, b *v1alpha.Backup, er
 		metav1.ApplyOptions{FieldManager: startFieldManager, Force: true}); werr != nil {
 		klog.FromContext(ctx).Error(werr, "Could not report in the Backup's status whether the worker started")
 	}
-}
-
-// boundMessage keeps a condition message far below the API server's limit.
-func boundMessage(m string) string {
-	const limit = 4096
-	if len(m) <= limit {
-		return m
-	}
-	return strings.ToValidUTF8(m[:limit], "") + "…"
 }

@@ -345,7 +345,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("the created target lacks the backed-up configs retention.ms and max.message.bytes: %+v", configs)
 	}
 	r := rs.restore(t)
-	if !meta1IsTrue(r, v1alpha.RestoreComplete) || r.Status.Records != fmt.Sprintf("%d/%d", sum, sum) || r.Status.Progress != "100%" ||
+	if !conditionTrue(r, v1alpha.RestoreComplete) || r.Status.Records != fmt.Sprintf("%d/%d", sum, sum) || r.Status.Progress != "100%" ||
 		r.Status.StartTime == nil || r.Status.CompletionTime == nil {
 		t.Errorf("status after the restore: records %q progress %q start %v completion %v conditions %+v",
 			r.Status.Records, r.Status.Progress, r.Status.StartTime, r.Status.CompletionTime, r.Status.Conditions)
@@ -363,7 +363,7 @@ func TestRoundTrip(t *testing.T) {
 	assertRestored(t, topics[1]+".restored", want[topics[1]], "__original_offset")
 }
 
-func meta1IsTrue(r *v1alpha.Restore, typ string) bool {
+func conditionTrue(r *v1alpha.Restore, typ string) bool {
 	return meta.IsStatusConditionTrue(r.Status.Conditions, typ)
 }
 

@@ -1,5 +1,7 @@
 package v1alpha
 
+import "strings"
+
 // Phase is the machine-readable state of a resource, for scripts and
 // `kubectl wait --for=jsonpath='{.status.phase}'=Streaming`.
 type Phase string
@@ -54,4 +56,18 @@ type SecretValueSource struct {
 	// secretKeyRef selects the Secret and key holding the value.
 	// +required
 	SecretKeyRef SecretKeySelector `json:"secretKeyRef"`
+}
+
+// MaxMessage bounds a status message or condition message Armory writes:
+// far below the API server's 32 KiB limit on a condition message, which
+// would refuse the whole status write.
+const MaxMessage = 4096
+
+// TruncateMessage cuts a message longer than MaxMessage (at a character
+// boundary) and marks the cut with "…".
+func TruncateMessage(m string) string {
+	if len(m) <= MaxMessage {
+		return m
+	}
+	return strings.ToValidUTF8(m[:MaxMessage], "") + "…"
 }

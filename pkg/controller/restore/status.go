@@ -153,7 +153,7 @@ func ComputeStatus(r *v1alpha.Restore, obs Observed) Status {
 		}
 		st.Phase, st.Message = v1alpha.PhaseInitializing, phase.Message(v1alpha.PhaseInitializing, detail)
 	}
-	st.Message = bound(st.Message)
+	st.Message = v1alpha.TruncateMessage(st.Message)
 	return st
 }
 
@@ -169,17 +169,7 @@ func joinAll(msgs []string) string {
 		}
 		out += m
 	}
-	return bound(out)
-}
-
-// bound keeps a message well under the API server's 32 KiB limit.
-func bound(m string) string {
-	const limit = 4096
-	if len(m) <= limit {
-		return m
-	}
-	cut := []rune(m[:limit])
-	return string(cut[:len(cut)-1]) + "…"
+	return v1alpha.TruncateMessage(out)
 }
 
 // Equal reports whether two statuses show the same to a user; transition
