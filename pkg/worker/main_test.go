@@ -274,11 +274,19 @@ func (s *backupSetup) startWorker(t *testing.T) *workerProcess {
 		args = append(args, "--storage-path", s.storagePath)
 	}
 	args = append(args, s.workerArgs...)
+	w.start(t, args, "worker-pod")
+	return w
+}
+
+// start runs armory with args as a pod named podPrefix-N would, until the
+// test ends; its output is logged if the test fails.
+func (w *workerProcess) start(t *testing.T, args []string, podPrefix string) {
+	t.Helper()
 	w.cmd = exec.Command(armory, args...)
 	// Die with the test binary, even if it panics.
 	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	w.cmd.Stdout, w.cmd.Stderr = w.log, w.log
-	w.cmd.Env = append(os.Environ(), "POD_NAME="+unique("worker-pod"))
+	w.cmd.Env = append(os.Environ(), "POD_NAME="+unique(podPrefix))
 	if err := w.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -286,10 +294,9 @@ func (s *backupSetup) startWorker(t *testing.T) *workerProcess {
 	t.Cleanup(func() {
 		w.kill()
 		if t.Failed() {
-			t.Logf("worker log:\n%s", w.log.String())
+			t.Logf("%s log (%s):\n%s", podPrefix, strings.Join(args[:2], " "), w.log.String())
 		}
 	})
-	return w
 }
 
 func (s *backupSetup) kubeconfigOrAdmin() string {

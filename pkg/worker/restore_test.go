@@ -91,20 +91,7 @@ func (s *restoreSetup) startRestoreWorker(t *testing.T, extra ...string) *worker
 	if s.storagePath != "" {
 		args = append(args, "--storage-path", s.storagePath)
 	}
-	w.cmd = exec.Command(armory, args...)
-	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	w.cmd.Stdout, w.cmd.Stderr = w.log, w.log
-	w.cmd.Env = append(os.Environ(), "POD_NAME="+unique("restore-pod"))
-	if err := w.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = w.cmd.Wait(); close(w.done) }()
-	t.Cleanup(func() {
-		w.kill()
-		if t.Failed() {
-			t.Logf("restore worker log:\n%s", w.log.String())
-		}
-	})
+	w.start(t, args, "restore-pod")
 	return w
 }
 
