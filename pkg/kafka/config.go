@@ -97,7 +97,7 @@ func NewSettings(props map[string]string, auth Auth) (Settings, error) {
 		}
 	}
 
-	protocol := props["security.protocol"]
+	protocol := strings.ToUpper(props["security.protocol"]) // Kafka takes any case
 	if auth.SASL != nil {
 		cfg.Net.SASL.Enable = true
 		cfg.Net.SASL.Handshake = true

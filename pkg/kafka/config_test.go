@@ -17,9 +17,10 @@ func TestNewSettingsAppliesProperties(t *testing.T) {
 		"max.partition.fetch.bytes": "4194304",
 		"request.timeout.ms":        "20000",
 		"metadata.max.age.ms":       "5000",
-		"security.protocol":         "SSL",
-		"acks":                      "-1",
-		"compression.type":          "zstd",
+		"security.protocol":         "ssl", // any case, as Kafka
+
+		"acks":             "-1",
+		"compression.type": "zstd",
 	}, Auth{})
 	if err != nil {
 		t.Fatal(err)

@@ -35,11 +35,13 @@ type RestoreSpec struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
 	Source string `json:"source"`
 	// sink is the name of the EventHub to write to.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
 	Sink string `json:"sink"`
 	// enabled starts the Restore. A Restore starts only when enabled; setting
 	// it to false on a running Restore stops it, and true again resumes it.

@@ -47,16 +47,23 @@ type GCSBucket struct {
 	// +kubebuilder:validation:MinLength=3
 	// +kubebuilder:validation:MaxLength=222
 	// +kubebuilder:validation:Pattern=`^[a-z0-9][a-z0-9._-]*[a-z0-9]$`
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('goog')",message="GCS refuses bucket names that start with \"goog\": choose another name"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('google') && !self.contains('g00gle')",message="GCS refuses bucket names that contain \"google\" or a misspelling of it: choose another name"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[0-9]{1,3}([.][0-9]{1,3}){3}$')",message="GCS refuses bucket names in IP-address form: choose another name"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('..') && !self.contains('.-') && !self.contains('-.')",message="each dot-separated part of a bucket name must start and end with a letter or digit (no \"..\", \".-\" or \"-.\")"
+	// +kubebuilder:validation:XValidation:rule="self.contains('.') || size(self) <= 63",message="a bucket name without dots has at most 63 characters (with dots, 222, and 63 per part)"
+	// +kubebuilder:validation:XValidation:rule="self.split('.').all(p, size(p) <= 63)",message="each dot-separated part of a bucket name has at most 63 characters"
 	Bucket string `json:"bucket"`
 	// prefix puts every object under this path in the bucket.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
 	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/')",message="prefix must not start with '/': write e.g. \"prod\" or \"team-a/prod\""
+	// +kubebuilder:validation:XValidation:rule="!self.matches('(^|/)[.][.]?(/|$)')",message="prefix must not have a \".\" or \"..\" part: objects would land outside it; write e.g. \"team-a/prod\""
 	Prefix string `json:"prefix,omitempty"`
 	// endpoint is a GCS-compatible endpoint, e.g. an emulator for a local
 	// setup. Default is Google's.
 	// +optional
-	// +kubebuilder:validation:Pattern=`^https?://`
+	// +kubebuilder:validation:Pattern=`^https?://[^/?#\s]+(/\S*)?$`
 	Endpoint string `json:"endpoint,omitempty"`
 }
 

@@ -111,6 +111,61 @@ kind: Storage
 metadata: {name: nobucket}
 spec:
   gcsBucket: {prefix: prod}`, []string{"spec.gcsBucket.bucket: Required value"}},
+		{"bucket starting with goog", `
+apiVersion: kannika.io/v1alpha
+kind: Storage
+metadata: {name: NAME}
+spec:
+  gcsBucket: {bucket: googly-bucket}`, []string{"spec.gcsBucket", "GCS refuses bucket names that start with \"goog\""}},
+		{"bucket containing google", `
+apiVersion: kannika.io/v1alpha
+kind: Storage
+metadata: {name: NAME}
+spec:
+  gcsBucket: {bucket: my-google-backups}`, []string{"spec.gcsBucket", "contain \"google\""}},
+		{"bucket in IP form", `
+apiVersion: kannika.io/v1alpha
+kind: Storage
+metadata: {name: NAME}
+spec:
+  gcsBucket: {bucket: 192.168.5.4}`, []string{"spec.gcsBucket", "IP-address form"}},
+		{"bucket with two dots in a row", `
+apiVersion: kannika.io/v1alpha
+kind: Storage
+metadata: {name: NAME}
+spec:
+  gcsBucket: {bucket: a..b}`, []string{"spec.gcsBucket", "no \"..\""}},
+		{"bucket of 64 characters without dots", `
+apiVersion: kannika.io/v1alpha
+kind: Storage
+metadata: {name: NAME}
+spec:
+  gcsBucket: {bucket: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb}`, []string{"spec.gcsBucket", "without dots has at most 63 characters"}},
+		{"prefix escaping upwards", `
+apiVersion: kannika.io/v1alpha
+kind: Storage
+metadata: {name: NAME}
+spec:
+  gcsBucket: {bucket: my-bucket, prefix: "../escape"}`, []string{"spec.gcsBucket", "must not have a \".\" or \"..\" part"}},
+		{"prefix with a .. part inside", `
+apiVersion: kannika.io/v1alpha
+kind: Storage
+metadata: {name: NAME}
+spec:
+  gcsBucket: {bucket: my-bucket, prefix: "team/../other"}`, []string{"spec.gcsBucket", "must not have a \".\" or \"..\" part"}},
+		{"endpoint with no host", `
+apiVersion: kannika.io/v1alpha
+kind: Storage
+metadata: {name: NAME}
+spec:
+  gcsBucket: {bucket: my-bucket, endpoint: "http://"}`, []string{"spec.gcsBucket", "spec.gcsBucket.endpoint"}},
+		{"restore source ..", `
+apiVersion: kannika.io/v1alpha
+kind: Restore
+metadata: {name: NAME}
+spec:
+  source: ".."
+  sink: my-kafka`, []string{"spec.source"}},
 		{"volume without capacity", `
 apiVersion: kannika.io/v1alpha
 kind: Storage

@@ -29,8 +29,8 @@ type Property struct {
 var Supported = []Property{
 	{"bootstrap.servers", "Comma-separated host:port list of brokers to connect to first. Required.", checkServers},
 	{"client.id", "Client id sent to the brokers, shown in their logs and quotas. Default: armory.", checkNonEmpty},
-	{"security.protocol", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. Default: from the Credentials referenced (SASL_SSL or SASL_PLAINTEXT for sasl, SSL for mTls), else PLAINTEXT.",
-		checkOneOf("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")},
+	{"security.protocol", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, in any case as Kafka accepts. Default: from the Credentials referenced (SASL_SSL or SASL_PLAINTEXT for sasl, SSL for mTls), else PLAINTEXT.",
+		checkOneOfFold("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")},
 	{"request.timeout.ms", "How long to wait for a broker's answer to a request.", checkInt(1, 3_600_000)},
 	{"socket.connection.setup.timeout.ms", "How long to wait for a connection to a broker.", checkInt(1, 3_600_000)},
 	{"metadata.max.age.ms", "How often cluster metadata is refreshed, which is how quickly new partitions are found.", checkInt(1000, 86_400_000)},
@@ -114,6 +114,12 @@ func checkNonEmpty(v string) string {
 		return "must not be empty; remove it to use the default"
 	}
 	return ""
+}
+
+// checkOneOfFold is checkOneOf ignoring case.
+func checkOneOfFold(values ...string) func(string) string {
+	check := checkOneOf(values...)
+	return func(v string) string { return check(strings.ToUpper(v)) }
 }
 
 func checkOneOf(values ...string) func(string) string {

@@ -18,6 +18,8 @@ func TestValidate(t *testing.T) {
 	}{
 		{map[string]string{"bootstrap.servers": "kafka-0.kafka:9092,kafka-1.kafka:9092"}, nil},
 		{map[string]string{"bootstrap.servers": "127.0.0.1:9092", "client.id": "armory", "acks": "all", "fetch.max.wait.ms": "100"}, nil},
+		{map[string]string{"bootstrap.servers": "k:9092", "security.protocol": "sasl_ssl"}, nil}, // Kafka takes any case
+		{map[string]string{"bootstrap.servers": "k:9092", "security.protocol": "tls"}, []string{`spec.kafka.properties[security.protocol]: Invalid value: "tls": must be one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL`}},
 		{map[string]string{}, []string{"spec.kafka.properties[bootstrap.servers]: Required value"}},
 		{map[string]string{"bootstrap.servers": "kafka"}, []string{`spec.kafka.properties[bootstrap.servers]: Invalid value: "kafka": "kafka" is not host:port`}},
 		{map[string]string{"bootstrap.servers": "kafka:99999"}, []string{`"kafka:99999" has no valid port`}},
