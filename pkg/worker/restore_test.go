@@ -487,6 +487,7 @@ func TestPreflightFailuresChangeNothing(t *testing.T) {
 	// Other tests write to the target cluster meanwhile: watch the topics
 	// these Restores name.
 	before := targetState(t, small, full, missing)
+	startController(t, s.ns)
 	for _, tc := range cases {
 		rs := s.setupRestore(t, tc.name, tc.config)
 		w := rs.startRestoreWorker(t)
@@ -498,6 +499,11 @@ func TestPreflightFailuresChangeNothing(t *testing.T) {
 		if c == nil || c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, tc.message) {
 			t.Errorf("%s: Preflight condition %+v, want False with %q", tc.name, c, tc.message)
 		}
+		testenv.WaitFor(t, 30*time.Second, tc.name+" to show Invalid", func() (bool, string) {
+			r := rs.restore(t)
+			return r.Status.Phase == v1alpha.PhaseInvalid && strings.HasPrefix(r.Status.Message, "🚫 Invalid: ") &&
+				strings.Contains(r.Status.Message, tc.message), r.Status.Message
+		})
 	}
 	if after := targetState(t, small, full, missing); after != before {
 		t.Errorf("the target cluster changed:\nbefore %s\nafter  %s", before, after)
@@ -637,6 +643,7 @@ func TestCorruptSegmentStopsTheRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	rs := s.setupRestore(t, "corrupt", fmt.Sprintf("    createTopics: true\n    topics:\n      - {source: %s, target: %s.r}\n", topic, topic))
+	startController(t, s.ns)
 	w := rs.startRestoreWorker(t)
 	if code := w.wait(t, time.Minute); code != 2 {
 		t.Fatalf("exit %d, want 2", code)
@@ -646,6 +653,10 @@ func TestCorruptSegmentStopsTheRestore(t *testing.T) {
 	if c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "segment "+bad.Name+" is corrupt at byte ") {
 		t.Fatalf("Failed condition %+v does not name %s and a byte", c, bad.Name)
 	}
+	testenv.WaitFor(t, 30*time.Second, "kubectl get restore to show Failed with the object", func() (bool, string) {
+		out, _, _ := env.Kubectl(t, "", "get", "restore", rs.name, "-n", s.ns)
+		return strings.Contains(out, "💥 Failed: segment "+bad.Name+" is corrupt at byte "), out
+	})
 	got := consumeCommitted(t, targetBrokers, topic+".r")[0]
 	if int64(len(got)) < before || int64(len(got)) >= before+bad.Records {
 		t.Errorf("%d records restored: want every record before the corrupt segment (%d) and none past its damage (< %d)",
