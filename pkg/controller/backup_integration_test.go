@@ -606,7 +606,7 @@ spec:
     usernameFrom: {secretKeyRef: {name: scram-user, key: username}}
     passwordFrom: {secretKeyRef: {name: scram-user, key: password}}
 `, password), "apply", "-n", ns, "-f", "-")
-	p := startController(t, ns, "armory:test", "-v=10")
+	p := startControllerBinary(t, testenv.BuildArmoryWithoutRace(t), ns, "armory:test", "-v=10")
 	applyExample(t, ns, "my-kafka-cluster", "my-storage")
 	kubectl(t, "apiVersion: kannika.io/v1alpha\nkind: Backup\nmetadata: {name: with-creds}\nspec:\n  source: my-kafka-cluster\n  sink: my-storage\n"+
 		"  sourceCredentialsFrom: {credentialsRef: {name: kafka-scram}}\n  streams: [{topic: magic.events}]\n", "apply", "-n", ns, "-f", "-")

@@ -56,8 +56,14 @@ const (
 
 func startController(t *testing.T, ns, image string, extraArgs ...string) *controllerProcess {
 	t.Helper()
+	return startControllerBinary(t, armory, ns, image, extraArgs...)
+}
+
+// startControllerBinary is startController with another armory binary.
+func startControllerBinary(t *testing.T, binary, ns, image string, extraArgs ...string) *controllerProcess {
+	t.Helper()
 	p := &controllerProcess{t: t, log: &testenv.Output{}, healthAddr: testenv.FreeAddr(t), metricsAddr: testenv.FreeAddr(t), done: make(chan struct{})}
-	p.cmd = exec.Command(armory, "controller",
+	p.cmd = exec.Command(binary, "controller",
 		"--kubeconfig", env.Kubeconfig,
 		"--namespace", ns,
 		"--leader-election-namespace", ns,

@@ -81,7 +81,7 @@ spec:
 	}
 	// At -v=10 client-go dumps every request and response body: the
 	// Secret's must not be among them.
-	s.workerArgs = []string{"-v=10"}
+	s.workerArgs, s.binary = []string{"-v=10"}, testenv.BuildArmoryWithoutRace(t)
 	w := s.startWorker(t)
 	waitCaughtUp(t, s.bucket, "secure.events", want, time.Minute)
 	w.stop(t)
@@ -261,7 +261,7 @@ spec:
 	if out, errOut, err := env.Kubectl(t, manifest, "apply", "-n", s.ns, "-f", "-"); err != nil {
 		t.Fatalf("kubectl apply: %v\n%s%s", err, out, errOut)
 	}
-	s.workerArgs = []string{"-v=10"}
+	s.workerArgs, s.binary = []string{"-v=10"}, testenv.BuildArmoryWithoutRace(t)
 	w := s.startWorker(t)
 	waitCaughtUp(t, s.bucket, topic, want, time.Minute)
 	w.stop(t)

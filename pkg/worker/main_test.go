@@ -194,6 +194,8 @@ type backupSetup struct {
 	kubeconfig string
 	// workerArgs are added to the worker's command line (e.g. -v=10).
 	workerArgs []string
+	// binary runs instead of the package's armory, if set.
+	binary string
 }
 
 func setupBackup(t *testing.T, topics []string, extraSpec string, volumeStorage bool) *backupSetup {
@@ -274,15 +276,18 @@ func (s *backupSetup) startWorker(t *testing.T) *workerProcess {
 		args = append(args, "--storage-path", s.storagePath)
 	}
 	args = append(args, s.workerArgs...)
-	w.start(t, args, "worker-pod")
+	w.start(t, s.binary, args, "worker-pod")
 	return w
 }
 
-// start runs armory with args as a pod named podPrefix-N would, until the
+// start runs binary (default: the package's armory) with args as a pod named podPrefix-N would, until the
 // test ends; its output is logged if the test fails.
-func (w *workerProcess) start(t *testing.T, args []string, podPrefix string) {
+func (w *workerProcess) start(t *testing.T, binary string, args []string, podPrefix string) {
 	t.Helper()
-	w.cmd = exec.Command(armory, args...)
+	if binary == "" {
+		binary = armory
+	}
+	w.cmd = exec.Command(binary, args...)
 	// Die with the test binary, even if it panics.
 	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	w.cmd.Stdout, w.cmd.Stderr = w.log, w.log

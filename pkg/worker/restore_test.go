@@ -91,7 +91,7 @@ func (s *restoreSetup) startRestoreWorker(t *testing.T, extra ...string) *worker
 	if s.storagePath != "" {
 		args = append(args, "--storage-path", s.storagePath)
 	}
-	w.start(t, args, "restore-pod")
+	w.start(t, s.binary, args, "restore-pod")
 	return w
 }
 

@@ -3,6 +3,7 @@
 package gcs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -93,6 +94,16 @@ func (b *Bucket) Close() error { return b.client.Close() }
 // Create uploads with a DoesNotExist precondition: GCS refuses the write
 // (412) if the name exists, which fences a stale writer.
 func (b *Bucket) Create(ctx context.Context, name string, data io.Reader, metadata map[string]string) error {
+	// The upload must never see a source that fails midway: the GCS writer
+	// can commit what it was given so far as a whole object. Segments are
+	// in memory already; any other source is read in full first.
+	if _, inMemory := data.(*bytes.Reader); !inMemory {
+		buf, err := io.ReadAll(data)
+		if err != nil {
+			return fmt.Errorf("upload %s: read the object: %w", name, err)
+		}
+		data = bytes.NewReader(buf)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // an abandoned upload is cancelled, never committed
 	w := b.bucket.Object(b.prefix + name).If(gcstorage.Conditions{DoesNotExist: true}).NewWriter(ctx)
