@@ -310,9 +310,6 @@ func vmHWM(pid int) float64 {
 func runWorker(ctx context.Context, env *testenv.Env, armory, name, compression string, brokers []string, storageSpec, storagePath string, b storage.Bucket, records int64) (result, error) {
 	fmt.Printf("armory worker --backup to %s...\n", name)
 	ns := "bench-" + name
-	if _, err := env.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		return result{}, err
-	}
 	manifest := fmt.Sprintf(`apiVersion: kannika.io/v1alpha
 kind: EventHub
 metadata: {name: kafka}
@@ -333,10 +330,8 @@ spec:
   segmentRolloverTriggers: {timeoutSeconds: 1}
   streams: [{topic: %s}]
 `, strings.Join(brokers, ","), storageSpec, compression, topic)
-	cmd := exec.Command(env.KubectlPath, "--kubeconfig", env.Kubeconfig, "apply", "-n", ns, "-f", "-")
-	cmd.Stdin = strings.NewReader(manifest)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return result{}, fmt.Errorf("kubectl apply: %w\n%s", err, out)
+	if err := applyIn(ctx, env, ns, manifest); err != nil {
+		return result{}, err
 	}
 	args := []string{"worker", "--backup=bench", "--kubeconfig", env.Kubeconfig, "--namespace", ns,
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0"}
@@ -448,9 +443,6 @@ func runKcatProduce(source, target []string, dir string, records int64) (result,
 func runRestore(ctx context.Context, env *testenv.Env, armory string, target []string, storagePath string, records int64) (result, error) {
 	fmt.Println("armory worker --restore from the volume...")
 	ns := "bench-restore"
-	if _, err := env.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		return result{}, err
-	}
 	manifest := fmt.Sprintf(`apiVersion: kannika.io/v1alpha
 kind: EventHub
 metadata: {name: target}
@@ -472,10 +464,8 @@ spec:
     createTopics: true
     topics: [{source: %s, target: bench.restored}]
 `, strings.Join(target, ","), topic)
-	cmd := exec.Command(env.KubectlPath, "--kubeconfig", env.Kubeconfig, "apply", "-n", ns, "-f", "-")
-	cmd.Stdin = strings.NewReader(manifest)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return result{}, fmt.Errorf("kubectl apply: %w\n%s", err, out)
+	if err := applyIn(ctx, env, ns, manifest); err != nil {
+		return result{}, err
 	}
 	worker := exec.Command(armory, "worker", "--restore=bench", "--kubeconfig", env.Kubeconfig, "--namespace", ns,
 		"--storage-path", storagePath, "--metrics-bind-address", "0", "--health-probe-bind-address", "0")
@@ -539,4 +529,17 @@ func renderReport(results, restores []result, totalMiB int, records int64, segme
 		b.WriteString("\n```\n")
 	}
 	return b.String()
+}
+
+// applyIn creates namespace ns and applies manifest in it with kubectl.
+func applyIn(ctx context.Context, env *testenv.Env, ns, manifest string) error {
+	if _, err := env.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	cmd := exec.Command(env.KubectlPath, "--kubeconfig", env.Kubeconfig, "apply", "-n", ns, "-f", "-")
+	cmd.Stdin = strings.NewReader(manifest)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("kubectl apply: %w\n%s", err, out)
+	}
+	return nil
 }
