@@ -3,9 +3,11 @@ package testenv
 import (
 	"bytes"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,16 +32,42 @@ func (o *Output) String() string {
 	return o.buf.String()
 }
 
-// FreeAddr returns a loopback address with a port free at the time of asking.
+// FreeAddr returns a loopback address whose port was free at the time of
+// asking, for a subprocess to listen on.
+//
+// The port comes from below the kernel's ephemeral range (32768–60999 by
+// default): a port from that range, freed here, can be taken by any outgoing
+// connection before the subprocess binds it (CI saw "address already in use"
+// that way). Below it, only another listener can clash, and each port is
+// handed out once per test process.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	freeAddrMu.Lock()
+	defer freeAddrMu.Unlock()
+	for range 200 {
+		port := freeAddrLow + rand.IntN(freeAddrHigh-freeAddrLow)
+		if freeAddrGiven[port] {
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		l.Close()
+		freeAddrGiven[port] = true
+		return addr
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatalf("no free loopback port in [%d, %d) after 200 tries", freeAddrLow, freeAddrHigh)
+	return ""
 }
+
+const freeAddrLow, freeAddrHigh = 20000, 32000
+
+var (
+	freeAddrMu    sync.Mutex
+	freeAddrGiven = map[int]bool{}
+)
 
 // HTTPGet fetches http://addr/path and returns the status code and body (code
 // 0 and the error text if the request failed).
