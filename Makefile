@@ -5,11 +5,12 @@ GO ?= go
 # Go test flags; e.g. make test TESTFLAGS='-run TestExamples -v'
 TESTFLAGS ?=
 
-.PHONY: all build generate verify lint test k8s-binaries bench clean help
+.PHONY: all build generate verify lint test k8s-binaries bench demo clean help
 
 all: build
 
 help:
+	@echo "make demo       Armory on this machine: API server, Kafka, GCS, a Backup and a Restore"
 	@echo "make build      build bin/armory"
 	@echo "make generate   regenerate generated/, deepcopy and deploy/crds from apis/"
 	@echo "make verify     fail if generated code or CRDs are stale"
@@ -43,6 +44,13 @@ k8s-binaries:
 # armory subprocesses they start: a race there fails the test's exit check.
 test: verify lint k8s-binaries
 	KUBEBUILDER_ASSETS="$$(scripts/k8s-binaries.sh)" ARMORY_TEST_RACE=1 $(GO) test -race -count=1 -timeout 20m $(TESTFLAGS) ./...
+
+# The whole product on loopback until Ctrl-C (scripts/demo). DEMOFLAGS=--check
+# exits after the demo's checks.
+DEMOFLAGS ?=
+demo: build k8s-binaries
+	$(GO) build -o bin/armory-demo ./scripts/demo
+	KUBEBUILDER_ASSETS="$$(scripts/k8s-binaries.sh)" bin/armory-demo --armory bin/armory $(DEMOFLAGS)
 
 clean:
 	rm -rf bin

@@ -123,3 +123,14 @@ func childPIDs(ppid int) []int {
 	}
 	return out
 }
+
+// ServerPIDs returns the PIDs of the kube-apiserver and etcd this Env runs.
+func (e *Env) ServerPIDs() []int {
+	var out []int
+	for _, pid := range childPIDs(os.Getpid()) {
+		if isOurServer(pid, e.assets) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
