@@ -5,13 +5,14 @@ GO ?= go
 # Go test flags; e.g. make test TESTFLAGS='-run TestExamples -v'
 TESTFLAGS ?=
 
-.PHONY: all build generate verify lint test k8s-binaries bench demo clean help
+.PHONY: all build generate verify lint test k8s-binaries bench demo image clean help
 
 all: build
 
 help:
 	@echo "make demo       Armory on this machine: API server, Kafka, GCS, a Backup and a Restore"
 	@echo "make build      build bin/armory"
+	@echo "make image      bin/armory-image.tar: the OCI image, built without a container daemon"
 	@echo "make generate   regenerate generated/, deepcopy and deploy/crds from apis/"
 	@echo "make verify     fail if generated code or CRDs are stale"
 	@echo "make lint       gofmt, go vet, and the product's dependency rules"
@@ -44,6 +45,16 @@ k8s-binaries:
 # armory subprocesses they start: a race there fails the test's exit check.
 test: verify lint k8s-binaries
 	KUBEBUILDER_ASSETS="$$(scripts/k8s-binaries.sh)" ARMORY_TEST_RACE=1 $(GO) test -race -count=1 -timeout 20m $(TESTFLAGS) ./...
+
+# The container image as a tarball (docker load / kind load image-archive /
+# crane push), built without a daemon by scripts/image: a static armory, CA
+# certificates, USER 65532, no shell.
+IMAGE ?= ghcr.io/kannika/armory:$(VERSION)
+IMAGE_TAR ?= bin/armory-image.tar
+image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o bin/image/armory .
+	cd scripts/image && $(GO) run . -binary $(abspath bin/image/armory) -tag "$(IMAGE)" -o $(abspath $(IMAGE_TAR)) \
+		-version "$(VERSION)" -revision "$(COMMIT)" -arch "$$($(GO) env GOARCH)"
 
 # The whole product on loopback until Ctrl-C (scripts/demo). DEMOFLAGS=--check
 # exits after the demo's checks.

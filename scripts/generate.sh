@@ -90,6 +90,14 @@ go run ./scripts/models-schema >"$tmp/schema.json"
 
 "$bin/controller-gen" crd:crdVersions=v1 paths=./apis/... output:crd:artifacts:config=deploy/crds
 
+# The Helm chart installs the same CRDs (Helm reads them from crds/).
+rm -rf deploy/helm/armory/crds
+mkdir -p deploy/helm/armory/crds
+for f in deploy/crds/*.yaml; do
+  # With the label deploy/kustomization.yaml gives every object.
+  sed "0,/^metadata:$/s//metadata:\n  labels:\n    app.kubernetes.io\/part-of: armory/" "$f" >"deploy/helm/armory/crds/$(basename "$f")"
+done
+
 # The applyconfiguration schema must be typed: an untyped one generates code
 # that compiles but merges list-maps wrongly (see INFRA.md).
 if ! grep -q 'com.github.kannika.armory.apis.kannika.v1alpha.BackupSpec' generated/applyconfiguration/internal/internal.go; then

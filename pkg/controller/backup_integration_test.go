@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -558,23 +557,6 @@ spec:
 	})
 	assertGetShows(t, ns, "restores", "restore-example", "🌈 Ready")
 }
-
-// TestDeployDryRun validates the install manifests against the real API server.
-func TestDeployDryRun(t *testing.T) {
-	t.Parallel()
-	// A server-side dry run cannot place namespaced objects in a namespace
-	// it only pretends to create: create that namespace for real first.
-	kubectl(t, "", "create", "namespace", "armory-system")
-	out := kubectl(t, "", "apply", "--dry-run=server", "-k", testenvDeployDir())
-	for _, want := range []string{"deployment.apps/armory-controller", "clusterrole.rbac.authorization.k8s.io/armory-controller",
-		"customresourcedefinition.apiextensions.k8s.io/backups.kannika.io", "namespace/armory-system"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("kubectl apply --dry-run=server -k deploy/ did not apply %s:\n%s", want, out)
-		}
-	}
-}
-
-func testenvDeployDir() string { return filepath.Join(testenv.RepoRoot(), "deploy") }
 
 func restoreOf(t *testing.T, ns, name string) *v1alpha.Restore {
 	t.Helper()
