@@ -98,6 +98,9 @@ for f in deploy/crds/*.yaml; do
   sed "0,/^metadata:$/s//metadata:\n  labels:\n    app.kubernetes.io\/part-of: armory/" "$f" >"deploy/helm/armory/crds/$(basename "$f")"
 done
 
+# The field reference, from the CRDs.
+go run ./scripts/crd-reference deploy/crds >docs/reference.md
+
 # The applyconfiguration schema must be typed: an untyped one generates code
 # that compiles but merges list-maps wrongly (see INFRA.md).
 if ! grep -q 'com.github.kannika.armory.apis.kannika.v1alpha.BackupSpec' generated/applyconfiguration/internal/internal.go; then

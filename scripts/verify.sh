@@ -16,7 +16,7 @@ git ls-files -co --exclude-standard -z | xargs -0 tar -cf - 2>/dev/null | tar -x
 rm -f "$tmp.log"
 
 status=0
-for path in apis generated deploy/crds deploy/helm/armory/crds go.mod go.sum; do
+for path in apis generated deploy/crds deploy/helm/armory/crds docs/reference.md go.mod go.sum; do
   if ! diff -ruN "$path" "$tmp/$path" >"$tmp/diff.txt"; then
     echo "verify: $path is not what 'make generate' writes:" >&2
     head -40 "$tmp/diff.txt" >&2
