@@ -39,10 +39,18 @@ type partitionBackup struct {
 	// verifyTopic is asked before every upload whether the topic is still
 	// the one being backed up (not deleted and recreated).
 	verifyTopic func() error
+	// counted is the position up to which this worker's metrics count the
+	// stored segments; listed is false until the first listing set it.
+	counted int64
+	listed  bool
 }
 
 // errDrained ends a partition's run after its last segment is uploaded.
 var errDrained = errors.New("drained")
+
+// errConsumerClosed: the partition consumer's channels closed under the run
+// (sarama closes them when the consumer shuts down); the run starts again.
+var errConsumerClosed = errors.New("the Kafka partition consumer closed")
 
 // run backs the partition up until ctx is cancelled (stop at once, e.g. the
 // Lease is lost) or drain is closed (upload what is open, then stop).
@@ -51,7 +59,13 @@ func (p *partitionBackup) run(ctx context.Context, drain <-chan struct{}) {
 	ctx = klog.NewContext(ctx, logger)
 	backoff := time.Second
 	for {
+		before := p.counted
 		err := p.runOnce(ctx, drain)
+		if p.counted > before {
+			// Segments were stored since the last failure: this failure
+			// is a new one, not the same one again.
+			backoff = time.Second
+		}
 		switch {
 		case ctx.Err() != nil, errors.Is(err, errDrained):
 			return
@@ -81,13 +95,20 @@ func (p *partitionBackup) run(ctx context.Context, drain <-chan struct{}) {
 	}
 }
 
+// errorKind is the errors_total kind of a partition failure: storage for
+// what the bucket refused or could not do, kafka for everything else (the
+// consumer, the cluster's metadata, a connection to a broker).
 func errorKind(err error) string {
-	var kerr sarama.KError
-	if errors.As(err, &kerr) {
-		return "kafka"
+	if errors.As(err, new(storageError)) {
+		return "storage"
 	}
-	return "storage"
+	return "kafka"
 }
+
+// storageError marks a failure of the bucket.
+type storageError struct{ error }
+
+func (e storageError) Unwrap() error { return e.error }
 
 func (p *partitionBackup) runOnce(ctx context.Context, drain <-chan struct{}) error {
 	// Temporary files a killed worker left behind (volume storage). Safe
@@ -97,7 +118,7 @@ func (p *partitionBackup) runOnce(ctx context.Context, drain <-chan struct{}) er
 	if tr, ok := p.bucket.(storage.TempRemover); ok {
 		n, err := tr.RemoveTemp(ctx, layout.PartitionPrefix(p.topic, p.partition))
 		if err != nil {
-			return fmt.Errorf("remove temporary files: %w", err)
+			return storageError{fmt.Errorf("remove temporary files: %w", err)}
 		}
 		if n > 0 {
 			klog.FromContext(ctx).Info("Removed temporary files a killed writer left", "count", n)
@@ -105,9 +126,10 @@ func (p *partitionBackup) runOnce(ctx context.Context, drain <-chan struct{}) er
 	}
 	state, err := layout.ListPartition(ctx, p.bucket, p.topic, p.partition)
 	if err != nil {
-		return fmt.Errorf("list stored objects: %w", err)
+		return storageError{fmt.Errorf("list stored objects: %w", err)}
 	}
 	p.progress.stored(state)
+	p.countAdopted(state)
 
 	pc, next, err := p.consume(ctx, state.Next)
 	if err != nil {
@@ -168,7 +190,7 @@ func (p *partitionBackup) storeGap(ctx context.Context, start, end int64) error 
 	body, _ := json.Marshal(gap)
 	meta := map[string]string{layout.MetaEnd: strconv.FormatInt(end, 10), layout.MetaRecords: "0", layout.MetaBytes: "0"}
 	if err := p.bucket.Create(ctx, layout.GapName(p.topic, p.partition, start), bytes.NewReader(body), meta); err != nil {
-		return fmt.Errorf("store gap marker: %w", err)
+		return storageError{fmt.Errorf("store gap marker: %w", err)}
 	}
 	p.metrics.gaps.WithLabelValues(p.topic).Inc()
 	p.progress.gap(start, end)
@@ -198,9 +220,17 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 	defer progressTicker.Stop()
 	openRecords := p.metrics.openRecords.WithLabelValues(p.topic, strconv.Itoa(int(p.partition)))
 	defer openRecords.Set(0)
+	msgs, errs := pc.Messages(), pc.Errors()
 	for {
 		select {
-		case msg := <-pc.Messages():
+		case msg, ok := <-msgs:
+			if !ok {
+				stop = errConsumerClosed
+				if records == 0 {
+					return nil, sum, stop, nil
+				}
+				break // upload what was read
+			}
 			if msg.Offset < start {
 				continue // a compressed batch can begin before the requested offset
 			}
@@ -215,7 +245,11 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 			if w.Summary().Bytes < p.settings.rollBytes {
 				continue
 			}
-		case cerr := <-pc.Errors():
+		case cerr, ok := <-errs:
+			if !ok {
+				errs = nil // closed with the consumer: read the messages left
+				continue
+			}
 			stop = fmt.Errorf("consume: %w", cerr.Err)
 			if records == 0 {
 				return nil, sum, stop, nil
@@ -248,6 +282,26 @@ func toRecord(msg *sarama.ConsumerMessage, r *segment.Record) {
 	}
 }
 
+// countAdopted counts, in the stored metrics, the segments a listing shows
+// past what this worker counted: an upload that was stored although its
+// answer was lost (the worker saw an error and re-listed), or another
+// writer's. What the first listing shows was stored before this worker ran.
+func (p *partitionBackup) countAdopted(state *layout.PartitionState) {
+	if !p.listed {
+		p.counted, p.listed = state.Next, true
+		return
+	}
+	for _, o := range state.Objects {
+		if o.Gap || o.Start < p.counted {
+			continue
+		}
+		p.metrics.segmentsUploaded.WithLabelValues(p.topic).Inc()
+		p.metrics.recordsStored.WithLabelValues(p.topic).Add(float64(o.Records))
+		p.metrics.bytesStored.WithLabelValues(p.topic).Add(float64(o.Bytes))
+	}
+	p.counted = max(p.counted, state.Next)
+}
+
 // upload stores a segment under its start position. The segment counts as
 // backed up only when Create returns nil; storage.ErrExists means another
 // writer got there first.
@@ -260,13 +314,14 @@ func (p *partitionBackup) upload(ctx context.Context, data []byte, sum segment.S
 	}
 	began := time.Now()
 	if err := p.bucket.Create(ctx, name, bytes.NewReader(data), layout.SegmentMetadata(sum)); err != nil {
-		return fmt.Errorf("upload %s: %w", name, err)
+		return storageError{fmt.Errorf("upload %s: %w", name, err)}
 	}
 	took := time.Since(began)
 	p.metrics.uploadDuration.WithLabelValues(p.topic).Observe(took.Seconds())
 	p.metrics.segmentsUploaded.WithLabelValues(p.topic).Inc()
 	p.metrics.recordsStored.WithLabelValues(p.topic).Add(float64(sum.Records))
 	p.metrics.bytesStored.WithLabelValues(p.topic).Add(float64(sum.Bytes))
+	p.counted = sum.End
 	p.progress.uploaded(sum, time.Now())
 	klog.FromContext(ctx).Info("Uploaded segment", "object", name, "records", sum.Records,
 		"offsets", fmt.Sprintf("%d-%d", sum.Start, sum.End-1), "bytes", sum.Bytes, "compressed", len(data), "took", took)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/kannika/armory/pkg/kafka"
@@ -137,4 +138,154 @@ func runUntilStored(t *testing.T, ctx context.Context, p *partitionBackup, b sto
 	}
 	close(drain)
 	<-done
+}
+
+// answerLosingBucket stores every object but, every other time, answers
+// Create with an error, as when the upload's response is lost.
+type answerLosingBucket struct {
+	storage.Bucket
+	calls int
+}
+
+func (b *answerLosingBucket) Create(ctx context.Context, name string, data io.Reader, metadata map[string]string) error {
+	if err := b.Bucket.Create(ctx, name, data, metadata); err != nil {
+		return err
+	}
+	b.calls++
+	if b.calls%2 == 0 {
+		return errors.New("connection reset by peer (the object was stored)")
+	}
+	return nil
+}
+
+// TestStoredMetricsCountUploadsWhoseAnswerWasLost: records_stored is what
+// storage holds, also when half the uploads' answers are lost and the
+// listing adopts those segments.
+func TestStoredMetricsCountUploadsWhoseAnswerWasLost(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "lost"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	cfg := sarama.NewConfig()
+	cfg.Version = kafka.Version
+	cfg.Producer.Return.Successes = true
+	producer, err := sarama.NewSyncProducer(cluster.ListenAddrs(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []*sarama.ProducerMessage
+	for i := range 2000 {
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: "lost", Value: sarama.StringEncoder(fmt.Sprintf("record %d", i))})
+	}
+	if err := producer.SendMessages(msgs); err != nil {
+		t.Fatal(err)
+	}
+	producer.Close()
+
+	vol, err := volume.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := &answerLosingBucket{Bucket: vol}
+	settings, err := kafka.NewSettings(map[string]string{"bootstrap.servers": cluster.ListenAddrs()[0], "fetch.max.wait.ms": "50"}, kafka.Auth{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := sarama.NewClient(settings.Brokers, settings.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMetrics(prometheus.NewRegistry())
+	p := &partitionBackup{topic: "lost", partition: 0, bucket: bucket, client: client, consumer: consumer, metrics: m,
+		// About 100 records a segment: 20 uploads, 10 answers lost, each
+		// retried after a second (the back-off starts afresh after progress).
+		settings: segmentSettings{codec: segment.CodecZstd, rollBytes: 1000, rollAge: 300 * time.Millisecond},
+		progress: newProgress(m).partition("lost", 0)}
+	runUntilStored(t, ctx, p, vol, 2000)
+
+	st, err := layout.ListPartition(ctx, vol, "lost", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bucket.calls < 10 {
+		t.Fatalf("only %d uploads: the test needs many answers lost", bucket.calls)
+	}
+	if got := testutil.ToFloat64(m.recordsStored.WithLabelValues("lost")); got != float64(st.Records) || st.Records != 2000 {
+		t.Errorf("armory_worker_records_stored_total = %v; storage holds %d records (want 2000)", got, st.Records)
+	}
+	if got := testutil.ToFloat64(m.segmentsUploaded.WithLabelValues("lost")); got != float64(len(st.Objects)) {
+		t.Errorf("armory_worker_segments_uploaded_total = %v; storage holds %d segments", got, len(st.Objects))
+	}
+	if got := testutil.ToFloat64(m.bytesStored.WithLabelValues("lost")); got != float64(st.Bytes) {
+		t.Errorf("armory_worker_bytes_stored_total = %v; storage holds %d bytes", got, st.Bytes)
+	}
+}
+
+// TestErrorKinds: errors_total says which side failed; a broker that cannot
+// be reached is Kafka's, not storage's.
+func TestErrorKinds(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("consume from offset 5: %w", sarama.ErrOutOfBrokers), "kafka"},
+		{fmt.Errorf("consume from offset 5: %w", sarama.ErrNotLeaderForPartition), "kafka"},
+		{fmt.Errorf("read: %w", errors.New("dial tcp 127.0.0.1:9092: connect: connection refused")), "kafka"},
+		{storageError{fmt.Errorf("upload x: %w", errors.New("googleapi: Error 503"))}, "storage"},
+		{storageError{fmt.Errorf("list stored objects: %w", errors.New("permission denied"))}, "storage"},
+	} {
+		if got := errorKind(tc.err); got != tc.want {
+			t.Errorf("errorKind(%v) = %s, want %s", tc.err, got, tc.want)
+		}
+	}
+	if !errors.Is(storageError{fmt.Errorf("upload: %w", storage.ErrExists)}, storage.ErrExists) {
+		t.Errorf("a storage error hides ErrExists")
+	}
+}
+
+// closedConsumer is a partition consumer whose channels were closed after
+// some messages.
+type closedConsumer struct {
+	sarama.PartitionConsumer
+	msgs chan *sarama.ConsumerMessage
+	errs chan *sarama.ConsumerError
+}
+
+func newClosedConsumer(n int) *closedConsumer {
+	c := &closedConsumer{msgs: make(chan *sarama.ConsumerMessage, n), errs: make(chan *sarama.ConsumerError)}
+	for i := range n {
+		c.msgs <- &sarama.ConsumerMessage{Topic: "t", Offset: int64(i), Value: []byte(fmt.Sprint(i)), Timestamp: time.UnixMilli(int64(i))}
+	}
+	close(c.msgs)
+	close(c.errs)
+	return c
+}
+
+func (c *closedConsumer) Messages() <-chan *sarama.ConsumerMessage { return c.msgs }
+func (c *closedConsumer) Errors() <-chan *sarama.ConsumerError     { return c.errs }
+func (c *closedConsumer) HighWaterMarkOffset() int64               { return 3 }
+
+// TestFillStopsWhenTheConsumerCloses: closed channels end the segment with
+// what was read (no panic, no busy loop), and say why.
+func TestFillStopsWhenTheConsumerCloses(t *testing.T) {
+	m := newMetrics(prometheus.NewRegistry())
+	p := &partitionBackup{topic: "t", metrics: m, progress: newProgress(m).partition("t", 0),
+		settings: segmentSettings{codec: segment.CodecNone, rollBytes: 1 << 20, rollAge: time.Minute}}
+	for _, n := range []int{0, 3} {
+		data, sum, stop, err := p.fill(context.Background(), nil, newClosedConsumer(n), 0)
+		if err != nil || !errors.Is(stop, errConsumerClosed) {
+			t.Errorf("%d messages: err %v, stop %v; want stop errConsumerClosed", n, err, stop)
+		}
+		if sum.Records != int64(n) || (n == 0) != (data == nil) {
+			t.Errorf("%d messages: a segment of %d records (data %d bytes)", n, sum.Records, len(data))
+		}
+	}
 }
