@@ -7,6 +7,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"debug/elf"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
@@ -111,10 +113,12 @@ func TestKustomizeAndHelmRenderTheSameObjects(t *testing.T) {
 	}
 }
 
-// TestInstallAppliesToTheAPIServer applies both installs to the real API
-// server: the CRDs and RBAC for real, the workloads as a server-side dry run
-// (no kubelet runs them here). The chart is applied with a watched namespace,
-// which binds its ClusterRole with RoleBindings instead.
+// TestInstallAppliesToTheAPIServer installs Armory both ways the README
+// says, one after the other, into the real API server: `helm install` (then
+// `helm uninstall`), and the manifests of `kubectl apply -k deploy/`. No
+// kubelet runs the controller's pods here; the objects are real. The chart is
+// also rendered with a watched namespace, which binds its ClusterRole with
+// RoleBindings instead, and that is applied too.
 func TestInstallAppliesToTheAPIServer(t *testing.T) {
 	t.Parallel()
 	apply := func(what string, manifests []byte, args ...string) string {
@@ -125,70 +129,83 @@ func TestInstallAppliesToTheAPIServer(t *testing.T) {
 		}
 		return out
 	}
-	split := func(stream []byte) (crdsAndRBAC, workloads []byte) {
-		objs := render(t, "install", stream)
-		keys := sortedKeys(objs)
-		// The namespace before what goes in it.
-		sort.SliceStable(keys, func(i, j int) bool {
-			return objs[keys[i]].GetKind() == "Namespace" && objs[keys[j]].GetKind() != "Namespace"
-		})
-		for _, key := range keys {
-			obj := objs[key]
-			data, _ := yaml.Marshal(obj.Object)
-			switch obj.GetKind() {
-			case "Deployment", "Service":
-				workloads = append(append(workloads, data...), "\n---\n"...)
-			default:
-				crdsAndRBAC = append(append(crdsAndRBAC, data...), "\n---\n"...)
-			}
-		}
-		return crdsAndRBAC, workloads
+	helmBin := helm(t)
+	helmRun := func(args ...string) string {
+		t.Helper()
+		return string(run(t, helmBin, append(args, "--kubeconfig", env.Kubeconfig)...))
 	}
 
+	// The README's helm command, with an image of one's own.
+	out := helmRun("install", "armory", "deploy/helm/armory", "--namespace", "armory-system", "--create-namespace",
+		"--set", "image.repository=registry.example/armory", "--set", "image.tag=v1.2.3", "--wait=false")
+	if !strings.Contains(out, "STATUS: deployed") {
+		t.Fatalf("helm install: %s", out)
+	}
+	d, err := env.Kube.AppsV1().Deployments("armory-system").Get(context.Background(), "armory-controller", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("after helm install: %v", err)
+	}
+	if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example/armory:v1.2.3" {
+		t.Errorf("helm install's controller image = %s", img)
+	}
+	if _, err := env.Kube.RbacV1().ClusterRoleBindings().Get(context.Background(), "armory-controller", metav1.GetOptions{}); err != nil {
+		t.Errorf("after helm install: %v", err)
+	}
+	helmRun("uninstall", "armory", "--namespace", "armory-system")
+
+	// kubectl apply -k deploy/: the same manifests, the namespace first.
 	kustomized := run(t, env.KubectlPath, "kustomize", "deploy")
-	real, dry := split(kustomized)
-	out := apply("deploy/ (CRDs, RBAC)", real)
+	out = apply("deploy/", ordered(t, kustomized))
 	for _, want := range []string{"customresourcedefinition.apiextensions.k8s.io/backups.kannika.io serverside-applied",
 		"namespace/armory-system serverside-applied", "clusterrole.rbac.authorization.k8s.io/armory-controller serverside-applied",
-		"serviceaccount/armory-controller serverside-applied"} {
+		"serviceaccount/armory-controller serverside-applied", "deployment.apps/armory-controller serverside-applied",
+		"service/armory-controller-metrics serverside-applied"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("kubectl apply of deploy/ did not say %q:\n%s", want, out)
 		}
 	}
-	out = apply("deploy/ (workloads)", dry, "--dry-run=server")
-	if !strings.Contains(out, "deployment.apps/armory-controller serverside-applied (server dry run)") {
-		t.Errorf("the Deployment was not accepted:\n%s", out)
-	}
 
-	if _, errOut, err := env.Kubectl(t, "", "create", "namespace", "armory-helm"); err != nil {
-		t.Fatal(errOut)
-	}
 	if _, errOut, err := env.Kubectl(t, "", "create", "namespace", "team-a"); err != nil {
 		t.Fatal(errOut)
 	}
-	charted := run(t, helm(t), "template", "armory", "deploy/helm/armory", "--namespace", "armory-helm",
+	charted := run(t, helmBin, "template", "armory", "deploy/helm/armory", "--namespace", "armory-system",
 		"--set", "watchNamespace=team-a", "--set", "image.tag=v9.9.9")
 	objs := render(t, "helm template", charted)
 	if _, ok := objs["ClusterRoleBinding /armory-controller"]; ok {
 		t.Errorf("with watchNamespace set, the chart still binds its ClusterRole cluster-wide")
 	}
-	for _, want := range []string{"RoleBinding team-a/armory-controller-cluster-role", "RoleBinding armory-helm/armory-controller-cluster-role"} {
+	for _, want := range []string{"RoleBinding team-a/armory-controller-cluster-role", "RoleBinding armory-system/armory-controller-cluster-role"} {
 		if _, ok := objs[want]; !ok {
 			t.Errorf("with watchNamespace set, the chart has no %s", want)
 		}
 	}
-	d := objs["Deployment armory-helm/armory-controller"]
-	c, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	dep := objs["Deployment armory-system/armory-controller"]
+	c, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
 	container, _ := c[0].(map[string]any)
 	if args, _ := container["args"].([]any); !containsAll(args, "--namespace=team-a") || container["image"] != "ghcr.io/kannika/armory:v9.9.9" {
 		t.Errorf("the chart's controller: image %v, args %v; want v9.9.9 watching team-a", container["image"], container["args"])
 	}
-	real, dry = split(charted)
-	apply("the chart (RBAC)", real)
-	out = apply("the chart (workloads)", dry, "--dry-run=server")
-	if !strings.Contains(out, "deployment.apps/armory-controller serverside-applied (server dry run)") {
-		t.Errorf("the chart's Deployment was not accepted:\n%s", out)
+	out = apply("the chart watching team-a", ordered(t, charted), "--dry-run=server")
+	if !strings.Contains(out, "rolebinding.rbac.authorization.k8s.io/armory-controller-cluster-role serverside-applied (server dry run)") {
+		t.Errorf("the chart's RoleBindings were not accepted:\n%s", out)
 	}
+}
+
+// ordered returns a manifest stream with Namespaces first, then the rest by
+// kind and name, so what goes in a namespace comes after it.
+func ordered(t *testing.T, stream []byte) []byte {
+	t.Helper()
+	objs := render(t, "install", stream)
+	keys := sortedKeys(objs)
+	sort.SliceStable(keys, func(i, j int) bool {
+		return objs[keys[i]].GetKind() == "Namespace" && objs[keys[j]].GetKind() != "Namespace"
+	})
+	var out []byte
+	for _, key := range keys {
+		data, _ := yaml.Marshal(objs[key].Object)
+		out = append(append(out, data...), "\n---\n"...)
+	}
+	return out
 }
 
 // TestImage builds the image as `make image` does and checks what a cluster

@@ -20,28 +20,16 @@ import (
 // starting on resume, a Restore Done with as many records as were backed up,
 // and no process left running afterwards.
 func TestDemo(t *testing.T) {
-	armory, cleanup, err := testenv.BuildArmory()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cleanup()
-	demo := filepath.Join(t.TempDir(), "armory-demo")
-	args := []string{"build", "-o", demo}
-	if os.Getenv("ARMORY_TEST_RACE") == "1" {
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, ".")...)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build the demo: %v\n%s", err, out)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	// The README's command, as a newcomer types it, with the flag that makes
+	// it end after its checks.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, demo, "--check", "--armory", armory)
+	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "demo", "DEMOFLAGS=--check")
+	cmd.Dir = testenv.RepoRoot()
 	out, err := cmd.CombinedOutput()
 	text := string(out)
 	if err != nil {
-		t.Fatalf("the demo failed: %v\n%s", err, text)
+		t.Fatalf("make demo failed: %v\n%s", err, text)
 	}
 	t.Logf("demo output:\n%s", text)
 
@@ -68,6 +56,34 @@ func TestDemo(t *testing.T) {
 	stops := regexp.MustCompile(`podrunner: backup-example-backup-\S+: pid (\d+) stopped \(SIGTERM\), exit code 0`).FindAllStringSubmatch(text, -1)
 	if len(starts) != 2 || len(stops) != 2 || starts[0][1] != stops[0][1] || starts[1][1] != stops[1][1] {
 		t.Errorf("worker starts %v and stops %v: want one stopped by the pause, one started by the resume and stopped at the end", starts, stops)
+	}
+	// The tour in the README is what the demo runs: each command it shows.
+	readme, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := 0
+	lines := strings.Split(string(readme), "\n")
+	for i := 0; i < len(lines); i++ {
+		if !strings.HasPrefix(lines[i], "$ kubectl ") {
+			continue
+		}
+		command := lines[i]
+		if strings.HasSuffix(command, "<<EOF") { // the here-document is part of it
+			for i++; i < len(lines); i++ {
+				command += "\n" + lines[i]
+				if lines[i] == "EOF" {
+					break
+				}
+			}
+		}
+		shown++
+		if !strings.Contains(text, command) {
+			t.Errorf("README.md shows\n%s\nwhich the demo does not run", command)
+		}
+	}
+	if shown < 5 {
+		t.Errorf("README.md shows %d kubectl commands; the tour has more", shown)
 	}
 	// Every PID the demo named is gone.
 	for _, m := range regexp.MustCompile(`pids? ((?:\d+ ?)+)`).FindAllStringSubmatch(text, -1) {

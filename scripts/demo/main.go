@@ -211,7 +211,7 @@ spec:
 	if err := d.kubectl(ctx, hub, "apply", "-f", "-"); err != nil {
 		return err
 	}
-	if err := d.kubectl(ctx, "", "apply", "-f", filepath.Join(testenv.RepoRoot(), "docs", "examples", "backup-example.yaml")); err != nil {
+	if err := d.kubectl(ctx, "", "apply", "-f", "docs/examples/backup-example.yaml"); err != nil {
 		return err
 	}
 	if err := d.kubectl(ctx, "", "wait", "backup/"+backupName, "--for=jsonpath={.status.phase}=Streaming", "--timeout=90s"); err != nil {
@@ -270,7 +270,6 @@ spec:
       - source: magic.events
         target: %s
 `, restoreName, restoredTopic)
-	d.say("%s", indent(restore))
 	if err := d.kubectl(ctx, restore, "apply", "-f", "-"); err != nil {
 		return err
 	}
@@ -356,12 +355,16 @@ func (d *demo) resume(ctx context.Context) error {
 
 // kubectl runs kubectl as a user would and shows the command and its output.
 func (d *demo) kubectl(ctx context.Context, stdin string, args ...string) error {
-	shown := append([]string{"kubectl"}, args...)
+	shown := []string{"kubectl"}
+	for _, a := range args {
+		shown = append(shown, shellQuote(a))
+	}
 	if stdin != "" {
-		shown = append(shown, "<<EOF")
+		shown = append(shown, "<<EOF\n"+strings.TrimRight(stdin, "\n")+"\nEOF")
 	}
 	d.say("$ %s", strings.Join(shown, " "))
 	cmd := exec.CommandContext(ctx, d.env.KubectlPath, args...)
+	cmd.Dir = testenv.RepoRoot() // paths as in the README
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+d.env.Kubeconfig)
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
@@ -469,6 +472,15 @@ func pids(ps []int) string {
 		s[i] = fmt.Sprint(p)
 	}
 	return strings.Join(s, " ")
+}
+
+// shellQuote writes an argument as a shell would need it typed, so that the
+// commands shown can be pasted.
+func shellQuote(a string) string {
+	if a != "" && !strings.ContainsAny(a, " \"'{}[]$*?;&|<>()\\`!#~") {
+		return a
+	}
+	return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 }
 
 func indent(s string) string {
