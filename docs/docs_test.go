@@ -180,3 +180,45 @@ func mapValues(m map[string]string) []string {
 	}
 	return out
 }
+
+// TestCitedTestsExist: a test the documentation names as evidence exists.
+func TestCitedTestsExist(t *testing.T) {
+	defined := map[string]bool{}
+	funcs := regexp.MustCompile(`(?m)^func (Test[A-Za-z0-9_]+)\(`)
+	err := filepath.WalkDir("..", func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "bin") {
+			return filepath.SkipDir
+		}
+		if strings.HasSuffix(path, "_test.go") {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for _, m := range funcs.FindAllStringSubmatch(string(data), -1) {
+				defined[m[1]] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages, _ := filepath.Glob("*.md")
+	pages = append(pages, filepath.Join("..", "README.md"))
+	cited := regexp.MustCompile("`(Test[A-Z][A-Za-z0-9_]+)`")
+	n := 0
+	for _, p := range pages {
+		for _, m := range cited.FindAllStringSubmatch(page(t, p), -1) {
+			n++
+			if !defined[m[1]] {
+				t.Errorf("%s cites %s, which no test defines", p, m[1])
+			}
+		}
+	}
+	if n < 10 {
+		t.Errorf("only %d tests cited: the pattern no longer matches the pages", n)
+	}
+}
