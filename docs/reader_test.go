@@ -10,6 +10,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -359,4 +361,48 @@ func countBlocks(data []byte) int {
 		n++
 	}
 	return n
+}
+
+// TestTheWorkedExampleDecodes: the page's hex example is a segment the
+// page's reader reads, and the code writes exactly those bytes.
+func TestTheWorkedExampleDecodes(t *testing.T) {
+	doc := page(t, "storage-format.md")
+	i := strings.Index(doc, "### A worked example")
+	block := doc[i:]
+	block = block[strings.Index(block, "```\n")+4:]
+	block = block[:strings.Index(block, "```")]
+	var data []byte
+	for _, line := range strings.Split(strings.TrimSpace(block), "\n") {
+		// "00000000  41 52 ... |ascii|": the hex between the offset and the ascii.
+		hexPart := line[10:strings.Index(line, "|")]
+		b, err := hex.DecodeString(strings.ReplaceAll(hexPart, " ", ""))
+		if err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		data = append(data, b...)
+	}
+	partition, start, recs, tr, err := readSegment(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []docRecord{{Offset: 42, Timestamp: 1763596800000, Key: []byte("k"), Value: []byte("hi"), Headers: []docHeader{{"h", nil}}}}
+	if partition != 0 || start != 41 || tr.End != 43 || tr.Bytes != 4 || !reflect.DeepEqual(recs, want) {
+		t.Errorf("the example reads as partition %d, start %d, trailer %+v, records %+v", partition, start, tr, recs)
+	}
+	var buf bytes.Buffer
+	w, err := segment.NewWriter(&buf, segment.CodecNone, 0, 41, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := segment.Record{Offset: 42, Timestamp: time.UnixMilli(1763596800000), Key: []byte("k"), Value: []byte("hi"),
+		Headers: []segment.RecordHeader{{Key: "h", Value: nil}}}
+	if err := w.Append(&r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Close(43); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), data) {
+		t.Errorf("the code writes other bytes for the example's record:\n%s", hex.Dump(buf.Bytes()))
+	}
 }
