@@ -261,7 +261,7 @@ func (p planErrors) Error() string { return joinProblems(p) }
 // nil when every planned partition is done.
 func (rr *restoreRun) attempt(ctx context.Context, stop <-chan struct{}) error {
 	logger := klog.FromContext(ctx)
-	if err := rr.connect(ctx); err != nil {
+	if err := rr.connect(ctx, stop); err != nil {
 		return err
 	}
 	if rr.plan == nil {
@@ -618,7 +618,7 @@ func errorKind(err error) string {
 
 // connect opens the Storage and the Kafka cluster the Restore names, with
 // its Credentials, read now.
-func (rr *restoreRun) connect(ctx context.Context) error {
+func (rr *restoreRun) connect(ctx context.Context, stop <-chan struct{}) error {
 	o, r := rr.opts, rr.restore
 	if rr.bucket != nil && rr.client != nil {
 		return nil
@@ -654,7 +654,20 @@ func (rr *restoreRun) connect(ctx context.Context) error {
 		return fmt.Errorf("EventHub %q: %w", eh.Name, err)
 	}
 	rr.auth = auth
-	if rr.client, err = sarama.NewClient(rr.settings.Brokers, rr.settings.Config); err != nil {
+	// A stop (SIGTERM, disabled) ends the connecting too.
+	kafkaCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-kafkaCtx.Done():
+		}
+	}()
+	if rr.client, err = kafka.Connect(kafkaCtx, rr.settings); err != nil {
+		if kafkaCtx.Err() != nil {
+			return errStopped
+		}
 		return classifyKafka(fmt.Errorf("connect to Kafka at %v (EventHub %q): %w", rr.settings.Brokers, eh.Name, err))
 	}
 	if rr.admin, err = sarama.NewClusterAdminFromClient(rr.client); err != nil {

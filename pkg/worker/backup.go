@@ -117,7 +117,12 @@ func runBackup(ctx context.Context, drain <-chan struct{}, o BackupOptions, m *m
 		return fmt.Errorf("read Backup %s/%s: %w", o.Namespace, o.Name, err)
 	}
 	r := &backupRun{opts: o, metrics: m, progress: newProgress(m), streams: map[string]*runningStream{}}
-	err = r.connect(ctx, b)
+	err = r.connect(ctx, drain, b)
+	if errors.Is(err, errStoppedConnecting) || ctx.Err() != nil {
+		logger.Info("Stopped while connecting")
+		r.close()
+		return nil
+	}
 	// What stopped the worker must reach `kubectl get`, not only its log.
 	reportConnected(ctx, o, b, err)
 	if err != nil {
@@ -162,9 +167,13 @@ func runBackup(ctx context.Context, drain <-chan struct{}, o BackupOptions, m *m
 	}
 }
 
+// errStoppedConnecting: SIGTERM or a lost Lease ended the worker while it
+// was connecting to Kafka.
+var errStoppedConnecting = errors.New("stopped while connecting to Kafka")
+
 // connect opens the Storage and the Kafka cluster the Backup names, with the
 // Credentials it references, read now.
-func (r *backupRun) connect(ctx context.Context, b *v1alpha.Backup) error {
+func (r *backupRun) connect(ctx context.Context, drain <-chan struct{}, b *v1alpha.Backup) error {
 	o := r.opts
 	creds := credentials.Reader{Kube: o.Kube, Armory: o.Armory, Namespace: o.Namespace}
 	eh, err := o.Armory.KannikaV1alpha().EventHubs(o.Namespace).Get(ctx, b.Spec.Source, metav1.GetOptions{})
@@ -196,7 +205,20 @@ func (r *backupRun) connect(ctx context.Context, b *v1alpha.Backup) error {
 	if err != nil {
 		return fmt.Errorf("EventHub %q: %w", eh.Name, err)
 	}
-	if r.client, err = sarama.NewClient(settings.Brokers, settings.Config); err != nil {
+	// SIGTERM (drain) ends the connecting too: nothing is open to upload yet.
+	kafkaCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-drain:
+			cancel()
+		case <-kafkaCtx.Done():
+		}
+	}()
+	if r.client, err = kafka.Connect(kafkaCtx, settings); err != nil {
+		if kafkaCtx.Err() != nil {
+			return errStoppedConnecting // not Kafka's fault
+		}
 		return fmt.Errorf("cannot reach Kafka at %s: %w; check spec.kafka.properties[bootstrap.servers] of EventHub %q and the cluster's listeners",
 			strings.Join(settings.Brokers, ","), err, eh.Name)
 	}

@@ -546,3 +546,40 @@ func TestRestartedWorkerKnowsTheLastUpload(t *testing.T) {
 	}
 	w.stop(t)
 }
+
+// TestTLSToAPlaintextListenerEndsAndSaysWhy: an EventHub that asks for TLS
+// (security.protocol SSL, no Credentials) against a plaintext listener must
+// not hang the worker: it gives up within its connect timeout and says
+// what is wrong, and SIGTERM ends it within the pod's grace period whatever
+// it is doing.
+func TestTLSToAPlaintextListenerEndsAndSaysWhy(t *testing.T) {
+	t.Parallel()
+	topic := unique("tls.mismatch")
+	createTopic(t, topic, 1, nil)
+	s := setupBackup(t, []string{topic}, "", true)
+	if out, errOut, err := env.Kubectl(t, "", "patch", "eventhub", "my-kafka-cluster", "-n", s.ns, "--type=merge",
+		"-p", `{"spec":{"kafka":{"properties":{"security.protocol":"SSL"}}}}`); err != nil {
+		t.Fatal(out, errOut)
+	}
+	startController(t, s.ns)
+
+	// SIGTERM while it is connecting: it ends at once.
+	w := s.startWorker(t)
+	time.Sleep(3 * time.Second)
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-w.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the worker ignored SIGTERM for 20s while connecting over TLS to a plaintext listener:\n%s", w.log.String())
+	}
+
+	// Left alone, it gives up and says why.
+	w = s.startWorker(t)
+	if code := w.wait(t, 2*time.Minute); code == 0 {
+		t.Fatal("the worker exited 0 without reaching Kafka")
+	}
+	testenv.WaitFor(t, 30*time.Second, "kubectl get backup to say TLS is the problem", func() (bool, string) {
+		out, _, _ := env.Kubectl(t, "", "get", "backup", s.name, "-n", s.ns)
+		return strings.Contains(out, "💥 Failed: cannot reach Kafka at") && strings.Contains(out, "security.protocol"), out
+	})
+}

@@ -1,0 +1,66 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// ConnectTimeout bounds how long Connect waits for a first answer from the
+// cluster. sarama's own attempts (each broker in turn, each dial up to its
+// DialTimeout, retried) can otherwise add up to minutes, e.g. a TLS client
+// against a plaintext listener, whose handshake never completes.
+const ConnectTimeout = 30 * time.Second
+
+// Connect opens a client to the cluster. It returns when the client is
+// ready, when ctx ends (a SIGTERM, a lost Lease: ctx.Err()), or after
+// ConnectTimeout; the error says what was tried and, for a TLS connection,
+// that a plaintext listener would fail so. A client that connects after
+// Connect gave up is closed.
+func Connect(ctx context.Context, s Settings) (sarama.Client, error) {
+	type result struct {
+		client sarama.Client
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := sarama.NewClient(s.Brokers, s.Config)
+		done <- result{c, err}
+	}()
+	abandon := func() {
+		go func() {
+			if r := <-done; r.client != nil {
+				_ = r.client.Close()
+			}
+		}()
+	}
+	timer := time.NewTimer(ConnectTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, s.explain(r.err)
+		}
+		return r.client, nil
+	case <-ctx.Done():
+		abandon()
+		return nil, ctx.Err()
+	case <-timer.C:
+		abandon()
+		return nil, s.explain(fmt.Errorf("no broker answered within %s", ConnectTimeout))
+	}
+}
+
+// explain adds to a connection error what the settings make likely.
+func (s Settings) explain(err error) error {
+	if s.Config.Net.TLS.Enable {
+		return fmt.Errorf("%w (the connection uses TLS, from security.protocol or the Credentials: if these listeners are plaintext, set security.protocol to PLAINTEXT or SASL_PLAINTEXT)", err)
+	}
+	if strings.Contains(err.Error(), "EOF") && s.Config.Net.SASL.Enable {
+		return fmt.Errorf("%w (the brokers closed the connection during the SASL handshake: check the mechanism and that the listener takes SASL)", err)
+	}
+	return err
+}
