@@ -641,6 +641,11 @@ func (rr *restoreRun) connect(ctx context.Context, stop <-chan struct{}) error {
 		if rr.bucket, err = creds.OpenStorage(ctx, st, "spec.sourceCredentialsFrom", sourceCreds, o.StoragePath); err != nil {
 			return err
 		}
+		if err := storage.Probe(ctx, rr.bucket); err != nil {
+			rr.bucket.Close()
+			rr.bucket = nil
+			return fmt.Errorf("cannot use Storage %q: %w", st.Name, err)
+		}
 	}
 	sinkCreds, err := creds.Get(ctx, "spec.sinkCredentialsFrom", r.Spec.SinkCredentialsFrom)
 	if err != nil {

@@ -55,3 +55,17 @@ type TempRemover interface {
 	// whose temporary file is removed fails and stores nothing.
 	RemoveTemp(ctx context.Context, prefix string) (int, error)
 }
+
+// errProbed stops Probe's listing at its first object.
+var errProbed = errors.New("probed")
+
+// Probe checks that a bucket can be listed (it exists, and the credentials
+// may read it) by listing at most one object. A worker calls it at start,
+// so a wrong bucket is reported before any work, not at the first upload.
+func Probe(ctx context.Context, b Bucket) error {
+	err := b.List(ctx, "", func(ObjectAttrs) error { return errProbed })
+	if errors.Is(err, errProbed) {
+		return nil
+	}
+	return err
+}

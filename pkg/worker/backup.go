@@ -196,6 +196,9 @@ func (r *backupRun) connect(ctx context.Context, drain <-chan struct{}, b *v1alp
 	if r.bucket, err = creds.OpenStorage(ctx, st, "spec.sinkCredentialsFrom", sinkCreds, o.StoragePath); err != nil {
 		return fmt.Errorf("cannot open Storage %q: %w", st.Name, err)
 	}
+	if err := storage.Probe(ctx, r.bucket); err != nil {
+		return fmt.Errorf("cannot use Storage %q (%s): %w", st.Name, r.bucket.Location(), err)
+	}
 
 	auth, err := creds.KafkaAuth(ctx, sourceCreds)
 	if err != nil {

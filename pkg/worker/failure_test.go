@@ -583,3 +583,28 @@ func TestTLSToAPlaintextListenerEndsAndSaysWhy(t *testing.T) {
 		return strings.Contains(out, "💥 Failed: cannot reach Kafka at") && strings.Contains(out, "security.protocol"), out
 	})
 }
+
+// TestMissingBucketIsNamed: a Storage naming a bucket that does not exist
+// stops the worker at start with the bucket's name and the fix, in the
+// Backup's STATUS.
+func TestMissingBucketIsNamed(t *testing.T) {
+	t.Parallel()
+	topic := unique("missing.bucket")
+	createTopic(t, topic, 1, nil)
+	s := setupBackup(t, []string{topic}, "", false)
+	if out, errOut, err := env.Kubectl(t, "", "patch", "storage", "my-storage", "-n", s.ns, "--type=merge",
+		"-p", `{"spec":{"gcsBucket":{"bucket":"no-such-bucket-here"}}}`); err != nil {
+		t.Fatal(out, errOut)
+	}
+	startController(t, s.ns)
+	w := s.startWorker(t)
+	if code := w.wait(t, time.Minute); code == 0 {
+		t.Fatal("the worker exited 0 with a bucket that does not exist")
+	}
+	want := `GCS bucket "no-such-bucket-here" does not exist`
+	testenv.WaitFor(t, 30*time.Second, "kubectl get backup to name the missing bucket", func() (bool, string) {
+		out, _, _ := env.Kubectl(t, "", "get", "backup", s.name, "-n", s.ns)
+		return strings.Contains(out, "💥 Failed: cannot use Storage") && strings.Contains(out, want) &&
+			strings.Contains(out, "create it, or correct spec.gcsBucket.bucket"), out
+	})
+}

@@ -132,6 +132,18 @@ func (b *Bucket) Create(ctx context.Context, name string, data io.Reader, metada
 	return nil
 }
 
+// explain turns the errors a misconfigured Storage gives into what to do.
+func (b *Bucket) explain(err error) error {
+	var apiErr *googleapi.Error
+	switch {
+	case errors.Is(err, gcstorage.ErrBucketNotExist), errors.As(err, &apiErr) && apiErr.Code == http.StatusNotFound:
+		return fmt.Errorf("GCS bucket %q does not exist (%v); create it, or correct spec.gcsBucket.bucket of the Storage", b.cfg.Bucket, err)
+	case errors.As(err, &apiErr) && (apiErr.Code == http.StatusForbidden || apiErr.Code == http.StatusUnauthorized):
+		return fmt.Errorf("access to GCS bucket %q refused (%v); grant the worker's identity roles/storage.objectUser on the bucket (roles/storage.objectViewer suffices for a Restore), or check the Credentials' key", b.cfg.Bucket, err)
+	}
+	return err
+}
+
 // Open reads an object.
 func (b *Bucket) Open(ctx context.Context, name string) (io.ReadCloser, error) {
 	r, err := b.bucket.Object(b.prefix + name).NewReader(ctx)
@@ -165,7 +177,7 @@ func (b *Bucket) List(ctx context.Context, prefix string, fn func(storage.Object
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("list %s: %w", prefix, err)
+			return fmt.Errorf("list %s: %w", prefix, b.explain(err))
 		}
 		if err := fn(storage.ObjectAttrs{Name: strings.TrimPrefix(attrs.Name, b.prefix), Size: attrs.Size, Metadata: attrs.Metadata,
 			Created: attrs.Created}); err != nil {
