@@ -177,7 +177,11 @@ func (b *Bucket) List(ctx context.Context, prefix string, fn func(storage.Object
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("list %s: %w", prefix, b.explain(err))
+			what := prefix
+			if what == "" {
+				what = "the bucket"
+			}
+			return fmt.Errorf("list %s: %w", what, b.explain(err))
 		}
 		if err := fn(storage.ObjectAttrs{Name: strings.TrimPrefix(attrs.Name, b.prefix), Size: attrs.Size, Metadata: attrs.Metadata,
 			Created: attrs.Created}); err != nil {
