@@ -3,12 +3,18 @@ package worker_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +22,7 @@ import (
 	"github.com/IBM/sarama"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kannika/armory/apis/kannika/v1alpha"
 	"github.com/kannika/armory/pkg/layout"
 	"github.com/kannika/armory/pkg/segment"
 	"github.com/kannika/armory/pkg/worker"
@@ -607,4 +614,82 @@ func TestMissingBucketIsNamed(t *testing.T) {
 		return strings.Contains(out, "💥 Failed: cannot use Storage") && strings.Contains(out, want) &&
 			strings.Contains(out, "create it, or correct spec.gcsBucket.bucket"), out
 	})
+}
+
+// faultyGCS is a proxy in front of the GCS emulator that answers uploads
+// with 503 while failing is set.
+type faultyGCS struct {
+	failing atomic.Bool
+	refused atomic.Int64
+	proxy   *httputil.ReverseProxy
+}
+
+func (f *faultyGCS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f.failing.Load() && strings.Contains(r.URL.Path, "/upload/") {
+		f.refused.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		http.Error(w, `{"error":{"code":503,"message":"backend unavailable (injected)"}}`, http.StatusServiceUnavailable)
+		return
+	}
+	f.proxy.ServeHTTP(w, r)
+}
+
+// TestStorageFaultsShowWhileRetried: uploads that fail are retried, and
+// while they fail (and for a minute after) the stream says Retrying with the
+// error, and the Backup's STATUS says a stream retries; once storage
+// recovers, every record is stored exactly once and the stream is
+// Streaming again.
+func TestStorageFaultsShowWhileRetried(t *testing.T) {
+	t.Parallel()
+	topic := unique("faulty.storage")
+	createTopic(t, topic, 1, nil)
+	target, _ := url.Parse(gcsSrv.URL())
+	faults := &faultyGCS{proxy: httputil.NewSingleHostReverseProxy(target)}
+	proxy := httptest.NewServer(faults)
+	defer proxy.Close()
+
+	s := setupBackup(t, []string{topic}, "", false)
+	patch := fmt.Sprintf(`{"spec":{"gcsBucket":{"endpoint":%q}}}`, proxy.URL)
+	if out, errOut, err := env.Kubectl(t, "", "patch", "storage", "my-storage", "-n", s.ns, "--type=merge", "-p", patch); err != nil {
+		t.Fatal(out, errOut)
+	}
+	startController(t, s.ns)
+	w := s.startWorker(t)
+	testenv.WaitFor(t, 60*time.Second, "the stream to start (its topic.json stored)", func() (bool, string) {
+		b := backupOf(t, s.ns, s.name)
+		return len(b.Status.Streams) == 1 && b.Status.Streams[0].State == v1alpha.StreamStreaming, fmt.Sprintf("%+v", b.Status.Streams)
+	})
+	// Then storage fails every upload, while records arrive.
+	faults.failing.Store(true)
+	want := produced{}
+	produce(t, topic, 1, 300, want)
+
+	testenv.WaitFor(t, 90*time.Second, "the stream to say it retries failed uploads", func() (bool, string) {
+		b := backupOf(t, s.ns, s.name)
+		for _, st := range b.Status.Streams {
+			if st.Topic == topic && st.State == v1alpha.StreamRetrying && strings.Contains(st.Message, "503") {
+				return strings.Contains(b.Status.Message, "1 of 1 streams retrying") && b.Status.Phase == v1alpha.PhaseStreaming, b.Status.Message
+			}
+		}
+		return false, fmt.Sprintf("%+v", b.Status.Streams)
+	})
+	out, _, _ := env.Kubectl(t, "", "get", "backup", s.name, "-n", s.ns)
+	if !strings.Contains(out, "🚀 Streaming: 1 of 1 streams retrying") {
+		t.Errorf("kubectl get backup does not say a stream retries:\n%s", out)
+	}
+	faults.failing.Store(false)
+	testenv.WaitFor(t, 2*time.Minute, "the stream to be Streaming again once storage recovered", func() (bool, string) {
+		b := backupOf(t, s.ns, s.name)
+		for _, st := range b.Status.Streams {
+			if st.Topic == topic {
+				return st.State == v1alpha.StreamStreaming && st.RecordsStored == 300, fmt.Sprintf("%s %d %q", st.State, st.RecordsStored, st.Message)
+			}
+		}
+		return false, "no stream status"
+	})
+	if faults.refused.Load() == 0 {
+		t.Fatal("no upload was refused: the test injected nothing")
+	}
+	w.stop(t)
+	assertExactly(t, s.bucket, topic, want)
 }

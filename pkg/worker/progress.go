@@ -27,6 +27,7 @@ const FieldManager = "armory-worker"
 // Stream states reported in status.streams[].state.
 const (
 	StreamStreaming = v1alpha.StreamStreaming
+	StreamRetrying  = v1alpha.StreamRetrying
 	StreamStopped   = v1alpha.StreamStopped
 	StreamFailed    = v1alpha.StreamFailed
 )
@@ -55,7 +56,13 @@ type partitionProgress struct {
 	bytes      int64
 	hwm        int64 // Kafka's high watermark, as last seen
 	lastUpload time.Time
-	err        error
+	err        error // the current attempt's failure, until a new attempt starts
+	// lastErr, lastErrAt and recentErrs keep a failure visible after the
+	// retry that cleared err: a fault on one call in ten is otherwise gone
+	// before any status write could show it.
+	lastErr    error
+	lastErrAt  time.Time
+	recentErrs int
 	// warning is shown in the stream's status until the worker restarts:
 	// e.g. records lost to retention before the backup reached them.
 	warning string
@@ -149,6 +156,31 @@ func (pp *partitionProgress) setError(err error) {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
 	pp.err = err
+	if err == nil {
+		return
+	}
+	now := time.Now()
+	if now.Sub(pp.lastErrAt) > retryWindow {
+		pp.recentErrs = 0
+	}
+	pp.lastErr, pp.lastErrAt = err, now
+	pp.recentErrs++
+}
+
+// retryWindow is how long a partition's failure keeps its stream Retrying
+// after the failure was retried.
+const retryWindow = time.Minute
+
+// retrying describes the partition's failures of the last retryWindow, or "".
+func (pp *partitionProgress) retrying(now time.Time) string {
+	if pp.lastErr == nil || now.Sub(pp.lastErrAt) > retryWindow {
+		return ""
+	}
+	if pp.err != nil {
+		return fmt.Sprintf("partition %d: %v (retrying)", pp.partition, pp.err)
+	}
+	return fmt.Sprintf("partition %d: %d failures in the last minute, retried; the last at %s: %v", pp.partition,
+		pp.recentErrs, pp.lastErrAt.UTC().Format(time.RFC3339), pp.lastErr)
 }
 
 func (pp *partitionProgress) lag() int64 { return max(pp.hwm-pp.next, 0) }
@@ -170,10 +202,12 @@ func (p *progress) apply(name, namespace string) *applyv1alpha.BackupApplyConfig
 	var totalLag int64
 	var lastUpload time.Time
 	running, enabled := 0, 0
+	now := time.Now()
 	for _, t := range topics {
 		s := p.streams[t]
-		ss := applyv1alpha.BackupStreamStatus().WithTopic(t).WithState(s.state)
+		state := s.state
 		message := s.message
+		ss := applyv1alpha.BackupStreamStatus().WithTopic(t)
 		var records, bytes, lag int64
 		var streamUpload time.Time
 		parts := make([]int32, 0, len(s.partitions))
@@ -194,14 +228,14 @@ func (p *progress) apply(name, namespace string) *applyv1alpha.BackupApplyConfig
 				pa.WithLastOffsetStored(pp.next - 1)
 			}
 			ss.WithPartitions(pa)
-			if pp.err != nil && message == "" {
-				message = fmt.Sprintf("partition %d: %v (retrying)", part, pp.err)
+			if why := pp.retrying(now); why != "" && state == StreamStreaming {
+				state, message = StreamRetrying, why
 			}
 			if pp.warning != "" && message == "" {
 				message = pp.warning
 			}
 		}
-		ss.WithRecordsStored(records).WithBytesStored(bytes).WithLag(lag)
+		ss.WithState(state).WithRecordsStored(records).WithBytesStored(bytes).WithLag(lag)
 		if message != "" {
 			ss.WithMessage(message)
 		}
@@ -215,8 +249,8 @@ func (p *progress) apply(name, namespace string) *applyv1alpha.BackupApplyConfig
 			enabled++
 			totalLag += lag
 		}
-		if s.state == StreamStreaming {
-			running++
+		if state == StreamStreaming || state == StreamRetrying {
+			running++ // a retrying stream still backs up
 		}
 		status.WithStreams(ss)
 	}

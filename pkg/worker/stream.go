@@ -40,6 +40,18 @@ type streamBackup struct {
 // errStreamConflict is a check that cannot pass until a person acts.
 var errStreamConflict = errors.New("stream cannot run")
 
+// topicMissingError: the stream's topic is not in the cluster.
+type topicMissingError struct{ topic string }
+
+func (e topicMissingError) Error() string {
+	return fmt.Sprintf("topic %q does not exist in the Kafka cluster; create it, or correct or remove the stream", e.topic)
+}
+
+// needsAPerson: a stream check failed in a way retrying cannot fix.
+func needsAPerson(err error) bool {
+	return errors.Is(err, errStreamConflict) || errors.As(err, new(topicMissingError))
+}
+
 // run backs the topic up until ctx ends (stop now) or drain is closed
 // (upload open segments, then stop).
 func (s *streamBackup) run(ctx context.Context, drain <-chan struct{}) {
@@ -52,16 +64,25 @@ func (s *streamBackup) run(ctx context.Context, drain <-chan struct{}) {
 	running := map[int32]bool{}
 	tick := time.NewTicker(s.recheck)
 	defer tick.Stop()
-	checked := false
+	checked := false // the topic passed its check once: partitions run
+	healthy := false // the last check passed
 	for {
 		// Checked at every tick, not only once: a topic deleted and
 		// recreated while running must stop the stream.
 		if err := s.check(ctx); err != nil {
-			s.metrics.errors.WithLabelValues(s.topic, "stream").Inc()
-			s.progress.setStream(s.topic, StreamFailed, err.Error())
-			logger.Error(err, "Stream cannot run; checking again later", "in", s.recheck)
-		} else if !checked {
-			checked = true
+			healthy = false
+			if needsAPerson(err) {
+				s.metrics.errors.WithLabelValues(s.topic, "stream").Inc()
+				s.progress.setStream(s.topic, StreamFailed, err.Error())
+				logger.Error(err, "Stream cannot run; checking again later", "in", s.recheck)
+			} else {
+				// Storage or Kafka failed this time: it may pass the next.
+				s.metrics.errors.WithLabelValues(s.topic, errorKind(err)).Inc()
+				s.progress.setStream(s.topic, StreamRetrying, err.Error()+" (retrying)")
+				logger.Error(err, "Stream check failed; retrying", "in", s.recheck)
+			}
+		} else if !healthy {
+			checked, healthy = true, true
 			s.progress.setStream(s.topic, StreamStreaming, "")
 		}
 		if checked {
@@ -117,7 +138,7 @@ func (s *streamBackup) check(ctx context.Context) error {
 	for range 2 {
 		have, ok, err := layout.ReadTopicMeta(ctx, s.bucket, s.topic)
 		if err != nil {
-			return err
+			return storageError{err}
 		}
 		if !ok {
 			// A restore with createTopics recreates the topic with these.
@@ -128,10 +149,11 @@ func (s *streamBackup) check(ctx context.Context) error {
 			if errors.Is(err, storage.ErrExists) {
 				continue // written meanwhile: read it
 			}
-			if err == nil {
-				s.topicID.Store(&topicID)
+			if err != nil {
+				return storageError{err}
 			}
-			return err
+			s.topicID.Store(&topicID)
+			return nil
 		}
 		switch {
 		case have.Owner != s.owner:
@@ -213,7 +235,7 @@ func (s *streamBackup) describe() (clusterID, topicID string, partitions int, er
 	}
 	t := resp.Topics[0]
 	if errors.Is(t.Err, sarama.ErrUnknownTopicOrPartition) {
-		return "", "", 0, fmt.Errorf("topic %q does not exist in the Kafka cluster; create it, or correct or remove the stream", s.topic)
+		return "", "", 0, topicMissingError{s.topic}
 	}
 	if t.Err != sarama.ErrNoError {
 		return "", "", 0, fmt.Errorf("topic %q: %w", s.topic, t.Err)

@@ -233,13 +233,17 @@ type BackupList struct {
 const BackupWorkerConnected = "WorkerConnected"
 
 // StreamState is what the backup worker reports of one stream.
-// +kubebuilder:validation:Enum=Streaming;Stopped;Failed
+// +kubebuilder:validation:Enum=Streaming;Retrying;Stopped;Failed
 type StreamState string
 
 // Stream states.
 const (
 	// StreamStreaming: the worker backs the stream up.
 	StreamStreaming StreamState = "Streaming"
+	// StreamRetrying: the worker backs the stream up, but a partition's
+	// read or upload failed within the last minute and is being retried
+	// (storage faults, a broker gone); the message says what failed.
+	StreamRetrying StreamState = "Retrying"
 	// StreamStopped: the stream (or the Backup) is disabled.
 	StreamStopped StreamState = "Stopped"
 	// StreamFailed: the stream cannot run until a person acts (its topic

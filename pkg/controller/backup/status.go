@@ -34,6 +34,7 @@ const (
 	ReasonCannotRun        = "CannotRun"
 	ReasonStreamsHealthy   = "AllStreamsHealthy"
 	ReasonStreamFailed     = "StreamFailed"
+	ReasonStreamRetrying   = "StreamRetrying"
 )
 
 // StreamStateFailed is the state a worker reports for a stream it cannot
@@ -135,11 +136,16 @@ func ComputeStatus(b *v1alpha.Backup, obs Observed) Status {
 		set(ConditionReferencesResolved, false, obs.Problems[0].Reason, joinProblems(obs.Problems))
 	}
 	failedStreams, enabledCount := streamFailures(b)
-	if len(failedStreams) == 0 {
-		set(ConditionStreamsHealthy, true, ReasonStreamsHealthy, "no stream reported a problem")
-	} else {
+	retryingStreams, _ := streamsIn(b, v1alpha.StreamRetrying)
+	switch {
+	case len(failedStreams) > 0:
 		set(ConditionStreamsHealthy, false, ReasonStreamFailed, fmt.Sprintf("%d of %d streams failing: %s",
 			len(failedStreams), enabledCount, phase.Summary(failedStreams, "status.streams")))
+	case len(retryingStreams) > 0:
+		set(ConditionStreamsHealthy, false, ReasonStreamRetrying, fmt.Sprintf("%d of %d streams retrying failed reads or uploads: %s",
+			len(retryingStreams), enabledCount, phase.Summary(retryingStreams, "status.streams")))
+	default:
+		set(ConditionStreamsHealthy, true, ReasonStreamsHealthy, "no stream reported a problem")
 	}
 
 	switch {
@@ -164,8 +170,11 @@ func ComputeStatus(b *v1alpha.Backup, obs Observed) Status {
 		set(ConditionStreaming, false, ReasonStreamFailed, "every enabled stream reported a failure")
 	case obs.LeaseHeld:
 		detail := ""
-		if len(failedStreams) > 0 {
+		switch {
+		case len(failedStreams) > 0:
 			detail = fmt.Sprintf("%d of %d streams failing: %s", len(failedStreams), enabledCount, phase.Details(failedStreams))
+		case len(retryingStreams) > 0:
+			detail = fmt.Sprintf("%d of %d streams retrying: %s", len(retryingStreams), enabledCount, phase.Details(retryingStreams))
 		}
 		st.Phase, st.Message = v1alpha.PhaseStreaming, phase.Message(v1alpha.PhaseStreaming, detail)
 		set(ConditionStreaming, true, ReasonWorkerRunning, fmt.Sprintf("worker %s holds the Lease", obs.WorkerHolder))
@@ -220,17 +229,23 @@ func joinProblems(ps []refs.Problem) string {
 // streamFailures lists the enabled streams the worker reported as Failed, as
 // "stream "topic": message", and counts the enabled streams.
 func streamFailures(b *v1alpha.Backup) (failed []string, enabled int) {
+	return streamsIn(b, StreamStateFailed)
+}
+
+// streamsIn lists the enabled streams the worker reports in a state, with
+// their messages, and counts the enabled streams.
+func streamsIn(b *v1alpha.Backup, state v1alpha.StreamState) (found []string, enabled int) {
 	reported := map[string]v1alpha.BackupStreamStatus{}
 	for _, s := range b.Status.Streams {
 		reported[s.Topic] = s
 	}
 	for _, s := range EnabledStreams(b) {
 		enabled++
-		if r, ok := reported[s.Topic]; ok && r.State == StreamStateFailed {
-			failed = append(failed, fmt.Sprintf("stream %q: %s", s.Topic, r.Message))
+		if r, ok := reported[s.Topic]; ok && r.State == state {
+			found = append(found, fmt.Sprintf("stream %q: %s", s.Topic, r.Message))
 		}
 	}
-	return failed, enabled
+	return found, enabled
 }
 
 // Equal reports whether two statuses would show the same to a user: phase,

@@ -97,6 +97,15 @@ func TestComputeStatusRules(t *testing.T) {
 			phase:     v1alpha.PhaseStreaming,
 			message:   `🚀 Streaming: 1 of 2 streams failing: stream "pixie.dust": topic was deleted and recreated`,
 			streaming: metav1.ConditionTrue, streamReason: ReasonWorkerRunning, refsResolved: metav1.ConditionTrue, streamsHealth: metav1.ConditionFalse},
+		{name: "a stream retrying storage faults keeps Streaming and says so",
+			mutate: func(b *v1alpha.Backup) {
+				b.Status.Streams = []v1alpha.BackupStreamStatus{{Topic: "magic.events", State: "Streaming"},
+					{Topic: "pixie.dust", State: v1alpha.StreamRetrying, Message: "partition 0: 3 failures in the last minute, retried; the last at 2026-12-02T10:00:00Z: upload: googleapi: Error 503"}}
+			},
+			obs:       Observed{LeaseHeld: true, WorkerHolder: "pod"},
+			phase:     v1alpha.PhaseStreaming,
+			message:   `🚀 Streaming: 1 of 2 streams retrying: stream "pixie.dust": partition 0: 3 failures in the last minute, retried; the last at 2026-12-02T10:00:00Z: upload: googleapi: Error 503`,
+			streaming: metav1.ConditionTrue, streamReason: ReasonWorkerRunning, refsResolved: metav1.ConditionTrue, streamsHealth: metav1.ConditionFalse},
 		{name: "a failed stream that is now disabled does not count",
 			mutate: func(b *v1alpha.Backup) {
 				b.Spec.Streams[1].Enabled = ptr.To(false)

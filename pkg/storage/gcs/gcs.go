@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	gcstorage "cloud.google.com/go/storage"
 	"google.golang.org/api/googleapi"
@@ -32,6 +33,13 @@ type Config struct {
 	// credentials (GKE Workload Identity), or none with an Endpoint.
 	ServiceAccountJSON []byte
 }
+
+const (
+	// maxAttempts bounds the client's own tries of one call.
+	maxAttempts = 4
+	// uploadTimeout bounds one segment's upload, retries included.
+	uploadTimeout = 5 * time.Minute
+)
 
 // Bucket is a GCS bucket.
 type Bucket struct {
@@ -64,7 +72,12 @@ func New(ctx context.Context, cfg Config) (*Bucket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create GCS client: %w", err)
 	}
-	b := &Bucket{client: client, bucket: client.Bucket(cfg.Bucket), cfg: cfg}
+	// The client retries a failed call (idempotent ones: every upload here
+	// has a precondition) a few times, then returns the error: the worker
+	// retries too, and reports what keeps failing in the status. Without a
+	// bound, a fault would be retried inside the client, unseen.
+	bucket := client.Bucket(cfg.Bucket).Retryer(gcstorage.WithMaxAttempts(maxAttempts), gcstorage.WithPolicy(gcstorage.RetryIdempotent))
+	b := &Bucket{client: client, bucket: bucket, cfg: cfg}
 	if p := strings.Trim(cfg.Prefix, "/"); p != "" {
 		b.prefix = p + "/"
 	}
@@ -104,7 +117,9 @@ func (b *Bucket) Create(ctx context.Context, name string, data io.Reader, metada
 		}
 		data = bytes.NewReader(buf)
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	// A deadline, so that a stalled connection ends as an error the worker
+	// retries and reports.
+	ctx, cancel := context.WithTimeout(ctx, uploadTimeout)
 	defer cancel() // an abandoned upload is cancelled, never committed
 	w := b.bucket.Object(b.prefix + name).If(gcstorage.Conditions{DoesNotExist: true}).NewWriter(ctx)
 	w.Metadata = metadata
