@@ -663,3 +663,37 @@ func TestStatusChangedBySomeoneElseIsCorrected(t *testing.T) {
 		return err == nil && eh.Status.Message == "🌈 Ready", fmt.Sprint(err, eh.Status.Message)
 	})
 }
+
+// TestSettingsTheWorkerWouldRefuseAreFailedAtOnce: a rollover size the
+// worker refuses, and an EventHub address that cannot be a host, make the
+// Backup Failed with the field and the fix before any worker runs; fixing
+// them brings it back.
+func TestSettingsTheWorkerWouldRefuseAreFailedAtOnce(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	startController(t, ns, "armory:test")
+	applyExample(t, ns, "my-kafka-cluster", "my-storage")
+	kubectl(t, `apiVersion: kannika.io/v1alpha
+kind: Backup
+metadata: {name: tiny-segments}
+spec:
+  source: my-kafka-cluster
+  sink: my-storage
+  segmentRolloverTriggers: {size: -1Mi}
+  streams: [{topic: magic.events, segmentRolloverTriggers: {size: "1"}}]
+`, "apply", "-n", ns, "-f", "-")
+	waitForPhase(t, ns, "tiny-segments", v1alpha.PhaseFailed,
+		"💥 Failed: spec.segmentRolloverTriggers.size must be greater than 0, e.g. 64Mi (it is -1Mi)")
+	if _, err := env.Kube.AppsV1().Deployments(ns).Get(ctx(), "tiny-segments-backup", metav1.GetOptions{}); !isNotFound(err) {
+		t.Errorf("a Backup with settings the worker refuses got a Deployment (err %v)", err)
+	}
+	kubectl(t, "", "patch", "backup", "tiny-segments", "-n", ns, "--type=merge", "-p", `{"spec":{"segmentRolloverTriggers":{"size":"64Mi"}}}`)
+	waitForPhase(t, ns, "tiny-segments", v1alpha.PhaseReady, "🌈 Ready")
+
+	kubectl(t, "", "patch", "eventhub", "my-kafka-cluster", "-n", ns, "--type=merge", "-p",
+		`{"spec":{"kafka":{"properties":{"bootstrap.servers":"kafka 0.kafka:9092"}}}}`)
+	testenv.WaitFor(t, 30*time.Second, "the Backup to be Failed, naming the bad host", func() (bool, string) {
+		b := backupOf(t, ns, "tiny-segments")
+		return b.Status.Phase == v1alpha.PhaseFailed && strings.Contains(b.Status.Message, `"kafka 0.kafka" is not a host name or IP address`), b.Status.Message
+	})
+}

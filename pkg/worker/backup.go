@@ -26,6 +26,7 @@ import (
 	"github.com/kannika/armory/apis/kannika/v1alpha"
 	applyv1alpha "github.com/kannika/armory/generated/applyconfiguration/kannika/v1alpha"
 	"github.com/kannika/armory/generated/clientset/versioned"
+	"github.com/kannika/armory/pkg/backupspec"
 	"github.com/kannika/armory/pkg/credentials"
 	"github.com/kannika/armory/pkg/kafka"
 	"github.com/kannika/armory/pkg/leader"
@@ -282,7 +283,7 @@ func (r *backupRun) reconcile(ctx context.Context, b *v1alpha.Backup) {
 	if b.Spec.Enabled == nil || *b.Spec.Enabled {
 		for _, s := range b.Spec.Streams {
 			if s.Enabled == nil || *s.Enabled {
-				wanted[s.Topic] = resolveStream(b, s)
+				wanted[s.Topic] = backupspec.Stream(b, s)
 			}
 		}
 	}
@@ -340,28 +341,6 @@ func (r *backupRun) stopAll() {
 	}
 }
 
-// resolveStream folds the Backup's segment settings into a stream's own.
-func resolveStream(b *v1alpha.Backup, s v1alpha.BackupStream) v1alpha.BackupStream {
-	s.Enabled = nil
-	if s.Compression == nil {
-		s.Compression = b.Spec.Compression
-	}
-	triggers := v1alpha.SegmentRolloverTriggers{}
-	if t := b.Spec.SegmentRolloverTriggers; t != nil {
-		triggers = *t.DeepCopy()
-	}
-	if t := s.SegmentRolloverTriggers; t != nil {
-		if t.Size != nil {
-			triggers.Size = t.Size
-		}
-		if t.TimeoutSeconds != nil {
-			triggers.TimeoutSeconds = t.TimeoutSeconds
-		}
-	}
-	s.SegmentRolloverTriggers = &triggers
-	return s
-}
-
 func segmentSettingsOf(s v1alpha.BackupStream) (segmentSettings, error) {
 	st := segmentSettings{codec: segment.CodecZstd, rollBytes: DefaultRolloverSize, rollAge: DefaultRolloverTimeout}
 	if c := s.Compression; c != nil && c.Algorithm != "" {
@@ -374,7 +353,7 @@ func segmentSettingsOf(s v1alpha.BackupStream) (segmentSettings, error) {
 	if t := s.SegmentRolloverTriggers; t != nil {
 		if t.Size != nil {
 			if t.Size.Cmp(resource.MustParse("0")) <= 0 {
-				return st, errors.New("segmentRolloverTriggers.size must be greater than 0, e.g. 64Mi")
+				return st, errors.New(backupspec.SizeProblem)
 			}
 			st.rollBytes = t.Size.Value()
 		}

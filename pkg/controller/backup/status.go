@@ -35,6 +35,7 @@ const (
 	ReasonStreamsHealthy   = "AllStreamsHealthy"
 	ReasonStreamFailed     = "StreamFailed"
 	ReasonStreamRetrying   = "StreamRetrying"
+	ReasonInvalidSettings  = "InvalidSettings"
 )
 
 // StreamStateFailed is the state a worker reports for a stream it cannot

@@ -30,6 +30,7 @@ import (
 	applyv1alpha "github.com/kannika/armory/generated/applyconfiguration/kannika/v1alpha"
 	"github.com/kannika/armory/generated/clientset/versioned"
 	listers "github.com/kannika/armory/generated/listers/kannika/v1alpha"
+	"github.com/kannika/armory/pkg/backupspec"
 	"github.com/kannika/armory/pkg/controller/phase"
 	"github.com/kannika/armory/pkg/controller/refs"
 	"github.com/kannika/armory/pkg/workerlease"
@@ -81,6 +82,10 @@ func (r *Reconciler) Sync(ctx context.Context, namespace, name string) (requeueA
 	resolved, err := r.Refs.Backup(b)
 	if err != nil {
 		return 0, fmt.Errorf("resolve references: %w", err)
+	}
+	// Settings the worker would refuse: Failed now, and no worker started.
+	for _, p := range backupspec.Problems(b) {
+		resolved.Problems = append(resolved.Problems, refs.Problem{Reason: ReasonInvalidSettings, Message: p})
 	}
 	if err := r.reconcileWorker(ctx, b, &resolved); err != nil {
 		return 0, err

@@ -6,6 +6,7 @@ package properties
 import (
 	"fmt"
 	"net"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -95,12 +96,19 @@ func isCredentialProperty(name string) bool {
 	return strings.HasPrefix(name, "sasl.") || strings.HasPrefix(name, "ssl.")
 }
 
+// hostName is a DNS name: labels of letters, digits, '-' and '_' (which
+// container hosts often use, and resolvers accept), joined by '.'.
+var hostName = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$`)
+
 func checkServers(v string) string {
 	for _, server := range strings.Split(v, ",") {
 		server = strings.TrimSpace(server)
 		host, port, err := net.SplitHostPort(server)
 		if err != nil || host == "" {
 			return fmt.Sprintf("%q is not host:port; write e.g. kafka-0.kafka:9092,kafka-1.kafka:9092", server)
+		}
+		if net.ParseIP(host) == nil && !hostName.MatchString(host) {
+			return fmt.Sprintf("%q: %q is not a host name or IP address (letters, digits, '-', '_' and '.' only); write e.g. kafka-0.kafka:9092", server, host)
 		}
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 			return fmt.Sprintf("%q has no valid port (1-65535)", server)
