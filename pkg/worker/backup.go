@@ -152,6 +152,7 @@ func runBackup(ctx context.Context, drain <-chan struct{}, o BackupOptions, m *m
 			return nil
 		case <-drain:
 			logger.Info("Stopping: uploading open segments")
+			r.progress.workerStopping(time.Now())
 			r.stopAll()
 			r.wg.Wait()
 			logger.Info("Stopped: every open segment is uploaded")
@@ -326,7 +327,7 @@ func (r *backupRun) reconcile(ctx context.Context, b *v1alpha.Backup) {
 	}
 	for _, s := range b.Spec.Streams {
 		if _, ok := wanted[s.Topic]; !ok {
-			r.progress.setStream(s.Topic, StreamStopped, "")
+			r.progress.disableStream(s.Topic)
 		}
 	}
 }

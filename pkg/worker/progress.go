@@ -37,12 +37,15 @@ type progress struct {
 	mu      sync.Mutex
 	streams map[string]*streamProgress
 	metrics *metrics
+	// stoppedAt is when the worker began to stop (zero while it runs).
+	stoppedAt time.Time
 }
 
 type streamProgress struct {
 	topic      string
 	state      v1alpha.StreamState
 	message    string
+	disabled   bool // Stopped because the Backup disables it
 	partitions map[int32]*partitionProgress
 }
 
@@ -86,7 +89,24 @@ func (p *progress) setStream(topic string, state v1alpha.StreamState, message st
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.stream(topic)
-	s.state, s.message = state, message
+	s.state, s.message, s.disabled = state, message, false
+}
+
+// disableStream: the stream is disabled in the Backup (not merely stopped
+// with the worker).
+func (p *progress) disableStream(topic string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.stream(topic)
+	s.state, s.message, s.disabled = StreamStopped, "", true
+}
+
+// workerStopping: the worker is stopping (SIGTERM, the Backup paused); its
+// enabled streams stop with it, and their lag is no longer measured.
+func (p *progress) workerStopping(at time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stoppedAt = at
 }
 
 // forget drops a stream no longer in the Backup.
@@ -223,7 +243,10 @@ func (p *progress) apply(name, namespace string) *applyv1alpha.BackupApplyConfig
 			if pp.lastUpload.After(streamUpload) {
 				streamUpload = pp.lastUpload
 			}
-			pa := applyv1alpha.PartitionProgress().WithPartition(part).WithNextOffset(pp.next).WithLag(pp.lag())
+			pa := applyv1alpha.PartitionProgress().WithPartition(part).WithNextOffset(pp.next)
+			if state != StreamStopped {
+				pa.WithLag(pp.lag()) // a stopped stream's lag is not measured: say nothing rather than a stale number
+			}
 			if pp.next > 0 {
 				pa.WithLastOffsetStored(pp.next - 1)
 			}
@@ -235,7 +258,13 @@ func (p *progress) apply(name, namespace string) *applyv1alpha.BackupApplyConfig
 				message = pp.warning
 			}
 		}
-		ss.WithState(state).WithRecordsStored(records).WithBytesStored(bytes).WithLag(lag)
+		ss.WithState(state).WithRecordsStored(records).WithBytesStored(bytes)
+		if state != StreamStopped {
+			ss.WithLag(lag)
+		}
+		if state == StreamStopped && !s.disabled && !p.stoppedAt.IsZero() && message == "" {
+			message = "not running: the worker stopped at " + p.stoppedAt.UTC().Format(time.RFC3339) + "; lag is not measured until a worker runs"
+		}
 		if message != "" {
 			ss.WithMessage(message)
 		}
@@ -245,16 +274,19 @@ func (p *progress) apply(name, namespace string) *applyv1alpha.BackupApplyConfig
 		if streamUpload.After(lastUpload) {
 			lastUpload = streamUpload
 		}
-		if s.state != StreamStopped {
-			enabled++
-			totalLag += lag
+		if !s.disabled {
+			enabled++ // stopped with the worker, it is still one of the Backup's streams
 		}
 		if state == StreamStreaming || state == StreamRetrying {
 			running++ // a retrying stream still backs up
+			totalLag += lag
 		}
 		status.WithStreams(ss)
 	}
-	status.WithStreamsReady(fmt.Sprintf("%d/%d", running, enabled)).WithLag(totalLag)
+	status.WithStreamsReady(fmt.Sprintf("%d/%d", running, enabled))
+	if running > 0 {
+		status.WithLag(totalLag) // else unset: LAG is blank, not 0, while nothing measures it
+	}
 	if !lastUpload.IsZero() {
 		status.WithLastUploadTime(metav1.NewTime(lastUpload.Truncate(time.Second)))
 	}
