@@ -133,7 +133,7 @@ func (o *controllerOptions) run(ctx context.Context) error {
 		return err
 	}
 
-	runErr := o.runLeading(ctx, kube, watchdog, func(ctx context.Context) error { return c.Run(ctx, o.workers) })
+	runErr := o.runLeading(ctx, kube, watchdog, func(ctx context.Context, drain <-chan struct{}) error { return c.Run(ctx, drain, o.workers) })
 	logger.Info("Controller stopped")
 	return errors.Join(runErr, shutdownEndpoints())
 }
@@ -141,9 +141,10 @@ func (o *controllerOptions) run(ctx context.Context) error {
 // runLeading runs work while this process leads, or at once without leader
 // election. On SIGTERM the work drains and stops first; only then is the Lease
 // released, so nothing writes after a successor may have started.
-func (o *controllerOptions) runLeading(ctx context.Context, kube kubernetes.Interface, watchdog *leaderelection.HealthzAdaptor, work func(context.Context) error) error {
+func (o *controllerOptions) runLeading(ctx context.Context, kube kubernetes.Interface, watchdog *leaderelection.HealthzAdaptor, work func(ctx context.Context, drain <-chan struct{}) error) error {
 	if !o.leaderElect {
-		return work(ctx)
+		// No one else can take over: SIGTERM drains, nothing stops at once.
+		return work(context.WithoutCancel(ctx), ctx.Done())
 	}
 	ns := o.leaderElectionNS
 	if ns == "" {
@@ -158,15 +159,8 @@ func (o *controllerOptions) runLeading(ctx context.Context, kube kubernetes.Inte
 	hostname, _ := os.Hostname()
 	lease := leader.Config{Kube: kube, Namespace: ns, Name: leaderElectionLease, Identity: hostname + "_" + string(uuid.NewUUID()),
 		Timings: leader.Timings{Duration: o.leaseDuration, RenewDeadline: o.renewDeadline, RetryPeriod: o.retryPeriod}, WatchDog: watchdog}
-	return leader.Run(ctx, lease, func(leadingCtx context.Context, _ <-chan struct{}) error {
-		// The workers stop on SIGTERM (their queues drain) or the moment
-		// leadership is lost.
-		workCtx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		stop := context.AfterFunc(leadingCtx, cancel)
-		defer stop()
-		return work(workCtx)
-	})
+	// The workers drain on SIGTERM and stop the moment leadership is lost.
+	return leader.Run(ctx, lease, work)
 }
 
 // image returns the worker image: the flag, else the image of the

@@ -62,12 +62,18 @@ Deployment and each Restore into a Job; both run "armory worker".`,
 type clusterFlags struct {
 	kubeconfig string
 	namespace  string
+	qps        float32
+	burst      int
 }
 
 func (f *clusterFlags) addFlags(cmd *cobra.Command, namespaceHelp string) {
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "",
 		"Path to a kubeconfig file. Default: in-cluster configuration, else $KUBECONFIG or ~/.kube/config.")
 	cmd.Flags().StringVarP(&f.namespace, "namespace", "n", "", namespaceHelp)
+	// client-go's own defaults (5 and 10) hold a controller of a few
+	// hundred Backups for minutes: each Backup's sync takes several requests.
+	cmd.Flags().Float32Var(&f.qps, "kube-api-qps", 50, "Requests per second to the API server, sustained.")
+	cmd.Flags().IntVar(&f.burst, "kube-api-burst", 100, "Requests to the API server allowed in a burst above --kube-api-qps.")
 }
 
 // clientConfig loads the kubeconfig the way kubectl does, preferring the
@@ -107,6 +113,7 @@ func (f *clusterFlags) clients(userAgent string) (kubernetes.Interface, versione
 		return nil, nil, err
 	}
 	cfg.UserAgent = userAgent
+	cfg.QPS, cfg.Burst = f.qps, f.burst
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, nil, err

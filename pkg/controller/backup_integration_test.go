@@ -697,3 +697,41 @@ spec:
 		return b.Status.Phase == v1alpha.PhaseFailed && strings.Contains(b.Status.Message, `"kafka 0.kafka" is not a host name or IP address`), b.Status.Message
 	})
 }
+
+// TestSIGTERMDrainsWhatIsQueued: a controller stopped while its queue is
+// full finishes the queued syncs (every Backup gets its status) instead of
+// failing them on a cancelled context.
+func TestSIGTERMDrainsWhatIsQueued(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	applyExample(t, ns, "my-kafka-cluster", "my-storage")
+	const n = 40
+	var manifest strings.Builder
+	for i := range n {
+		fmt.Fprintf(&manifest, "---\napiVersion: kannika.io/v1alpha\nkind: Backup\nmetadata: {name: queued-%d}\nspec: {source: my-kafka-cluster, sink: my-storage, streams: [{topic: magic.events}]}\n", i)
+	}
+	kubectl(t, manifest.String(), "apply", "-n", ns, "-f", "-")
+	p := startController(t, ns, "armory:test")
+	// SIGTERM as soon as the first Backup is synced: the rest are queued.
+	testenv.WaitFor(t, 30*time.Second, "the first sync", func() (bool, string) {
+		list, err := env.Kube.AppsV1().Deployments(ns).List(ctx(), metav1.ListOptions{})
+		return err == nil && len(list.Items) > 0, fmt.Sprint(err)
+	})
+	p.stop()
+	list, err := env.Armory.KannikaV1alpha().Backups(ns).List(ctx(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	without := 0
+	for _, b := range list.Items {
+		if b.Status.Phase == "" {
+			without++
+		}
+	}
+	if without > 0 {
+		t.Errorf("%d of %d Backups have no status after the controller drained its queue", without, n)
+	}
+	if strings.Contains(p.log.String(), "context canceled") {
+		t.Errorf("syncs failed on a cancelled context during the drain:\n%s", testenv.LogText(p.log.String()))
+	}
+}

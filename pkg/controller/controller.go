@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
 	kubeinformers "k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -231,9 +230,16 @@ func (c *Controller) HasSynced() bool {
 	return true
 }
 
-// Run waits for the caches, runs the workers until ctx is cancelled, then
-// lets the queues drain and waits for the workers to finish.
-func (c *Controller) Run(ctx context.Context, workers int) error {
+// drainTimeout bounds how long a shutting-down controller goes on syncing
+// what is queued.
+const drainTimeout = 10 * time.Second
+
+// Run waits for the caches and runs the workers. When drain closes
+// (SIGTERM) the queues take nothing new and the workers finish what is
+// queued with a context still live, for at most drainTimeout; when ctx ends
+// (leadership lost) every sync stops at once, since a successor may already
+// be writing.
+func (c *Controller) Run(ctx context.Context, drain <-chan struct{}, workers int) error {
 	defer utilruntime.HandleCrashWithContext(ctx)
 	logger := klog.FromContext(ctx)
 	logger.Info("Waiting for informer caches to sync")
@@ -249,17 +255,31 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 		{c.storages, c.syncStorage},
 		{c.restores, c.restoreReconciler.Sync},
 	}
+	workCtx, stopWork := context.WithCancel(ctx)
+	defer stopWork()
 	var wg sync.WaitGroup
 	for _, q := range queues {
 		for range workers {
-			wg.Go(func() { wait.UntilWithContext(ctx, func(ctx context.Context) { q.q.work(ctx, q.sync) }, time.Second) })
+			wg.Go(func() { q.q.work(workCtx, q.sync) }) // until the queue shuts down
 		}
 	}
 	logger.Info("Started workers", "perQueue", workers)
-	<-ctx.Done()
-	logger.Info("Shutting down: draining the work queues")
-	for _, q := range queues {
-		q.q.ShutDownWithDrain()
+	select {
+	case <-ctx.Done():
+		logger.Info("Leadership lost: stopping every sync at once")
+		stopWork()
+		for _, q := range queues {
+			q.q.ShutDown()
+		}
+	case <-drain:
+		logger.Info("Shutting down: draining the work queues", "within", drainTimeout)
+		deadline := time.AfterFunc(drainTimeout, stopWork)
+		defer deadline.Stop()
+		var drained sync.WaitGroup
+		for _, q := range queues {
+			drained.Go(q.q.ShutDownWithDrain)
+		}
+		drained.Wait()
 	}
 	wg.Wait()
 	c.broadcaster.Shutdown()
