@@ -731,7 +731,62 @@ func TestSIGTERMDrainsWhatIsQueued(t *testing.T) {
 	if without > 0 {
 		t.Errorf("%d of %d Backups have no status after the controller drained its queue", without, n)
 	}
-	if strings.Contains(p.log.String(), "context canceled") {
-		t.Errorf("syncs failed on a cancelled context during the drain:\n%s", testenv.LogText(p.log.String()))
+	for _, line := range strings.Split(p.log.String(), "\n") {
+		if strings.Contains(line, "Sync failed") && strings.Contains(line, "context canceled") {
+			t.Errorf("a sync failed on a cancelled context during the drain: %s", line)
+		}
 	}
+}
+
+// TestNameClashesAreShownAndForeignObjectsLeftAlone: objects of the names a
+// Backup's worker needs that belong to something else (an unlabelled
+// Deployment, a foreign ServiceAccount, a foreign Role that carries
+// Armory's label) make the Backup Failed with the name and the fix; none of
+// them is changed, adopted or bound to; removing the clash recovers it.
+func TestNameClashesAreShownAndForeignObjectsLeftAlone(t *testing.T) {
+	t.Parallel()
+	ns := env.Namespace(t)
+	applyExample(t, ns, "my-kafka-cluster", "my-storage")
+	kubectl(t, `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: clash-deploy-backup}
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: theirs}}
+  template:
+    metadata: {labels: {app: theirs}}
+    spec: {containers: [{name: c, image: theirs}]}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: clash-sa-backup}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: clash-role-backup
+  labels: {app.kubernetes.io/part-of: armory}
+rules: [{apiGroups: [""], resources: [configmaps], verbs: [get]}]
+`, "apply", "-n", ns, "-f", "-")
+	for _, name := range []string{"clash-deploy", "clash-sa", "clash-role"} {
+		kubectl(t, fmt.Sprintf("apiVersion: kannika.io/v1alpha\nkind: Backup\nmetadata: {name: %s}\nspec: {source: my-kafka-cluster, sink: my-storage, streams: [{topic: magic.events}]}\n", name),
+			"apply", "-n", ns, "-f", "-")
+	}
+	startController(t, ns, "armory:test")
+	for name, kind := range map[string]string{"clash-deploy": "Deployment", "clash-sa": "ServiceAccount", "clash-role": "Role"} {
+		waitForPhase(t, ns, name, v1alpha.PhaseFailed, fmt.Sprintf(
+			`💥 Failed: metadata.name: a %s "%s-backup" already exists in namespace %q and does not belong to this Backup; delete or rename it`, kind, name, ns))
+	}
+	d, _ := env.Kube.AppsV1().Deployments(ns).Get(ctx(), "clash-deploy-backup", metav1.GetOptions{})
+	sa, _ := env.Kube.CoreV1().ServiceAccounts(ns).Get(ctx(), "clash-sa-backup", metav1.GetOptions{})
+	role, _ := env.Kube.RbacV1().Roles(ns).Get(ctx(), "clash-role-backup", metav1.GetOptions{})
+	if len(d.OwnerReferences)+len(sa.OwnerReferences)+len(role.OwnerReferences) != 0 || role.Rules[0].Resources[0] != "configmaps" || d.Spec.Template.Spec.Containers[0].Image != "theirs" {
+		t.Errorf("a foreign object was changed or adopted: %v %v %v %v", d.OwnerReferences, sa.OwnerReferences, role.OwnerReferences, role.Rules)
+	}
+	if _, err := env.Kube.RbacV1().RoleBindings(ns).Get(ctx(), "clash-sa-backup", metav1.GetOptions{}); !isNotFound(err) {
+		t.Errorf("the worker's Role was bound to a ServiceAccount the Backup does not own (err %v)", err)
+	}
+	kubectl(t, "", "delete", "deployment", "clash-deploy-backup", "-n", ns)
+	waitForPhase(t, ns, "clash-deploy", v1alpha.PhaseReady, "🌈 Ready")
+	waitForReplicas(t, ns, "clash-deploy", 1)
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 
 	"github.com/kannika/armory/apis/kannika/v1alpha"
 	"github.com/kannika/armory/generated/clientset/versioned"
@@ -178,29 +180,37 @@ func New(kube kubernetes.Interface, armory versioned.Interface, opts Options) (*
 	handlers := []struct {
 		informer cache.SharedIndexInformer
 		enqueue  func(obj any)
+		ignore   func(old, cur any) bool // updates not to enqueue; nil: every one
 	}{
-		{backups.Informer(), c.backups.addObject},
-		{restores.Informer(), c.restores.addObject},
+		// A worker's progress writes (every few seconds) change no phase.
+		{backups.Informer(), c.backups.addObject, backupProgressOnly},
+		{restores.Informer(), c.restores.addObject, nil},
 		{eventHubs.Informer(), func(obj any) {
 			c.eventHubs.addObject(obj)
 			c.enqueueDependents(dependents.of(indexEventHub, obj))
-		}},
+		}, nil},
 		{storages.Informer(), func(obj any) {
 			c.storages.addObject(obj)
 			c.enqueueDependents(dependents.of(indexStorage, obj))
-		}},
-		{credentials.Informer(), func(obj any) { c.enqueueDependents(dependents.of(indexCredentials, obj)) }},
-		{secrets.Informer(), func(obj any) { c.enqueueDependents(dependents.ofSecret(obj)) }},
-		{deployments.Informer(), c.enqueueOwner},
-		{jobs.Informer(), c.enqueueOwner},
-		{serviceAccounts.Informer(), c.enqueueOwner},
-		{roles.Informer(), c.enqueueOwner},
-		{roleBindings.Informer(), c.enqueueOwner},
-		{leases.Informer(), c.enqueueLeaseOwner},
-		{pvcs.Informer(), c.enqueueLabelledStorage},
+		}, nil},
+		{credentials.Informer(), func(obj any) { c.enqueueDependents(dependents.of(indexCredentials, obj)) }, nil},
+		{secrets.Informer(), func(obj any) { c.enqueueDependents(dependents.ofSecret(obj)) }, nil},
+		{deployments.Informer(), c.enqueueOwner, nil},
+		{jobs.Informer(), c.enqueueOwner, nil},
+		{serviceAccounts.Informer(), c.enqueueOwner, nil},
+		{roles.Informer(), c.enqueueOwner, nil},
+		{roleBindings.Informer(), c.enqueueOwner, nil},
+		// A renewal changes only renewTime, and the sync requeues at the
+		// Lease's expiry already: only a change of holder matters.
+		{leases.Informer(), c.enqueueLeaseOwner, sameHolder},
+		{pvcs.Informer(), c.enqueueLabelledStorage, nil},
 	}
 	for _, h := range handlers {
-		if _, err := h.informer.AddEventHandler(handlerFor(h.enqueue)); err != nil {
+		handler := handlerFor(h.enqueue)
+		if h.ignore != nil {
+			handler = filtered(h.enqueue, h.ignore)
+		}
+		if _, err := h.informer.AddEventHandler(handler); err != nil {
 			return nil, err
 		}
 		c.synced = append(c.synced, h.informer.HasSynced)
@@ -228,6 +238,22 @@ func (c *Controller) HasSynced() bool {
 		}
 	}
 	return true
+}
+
+// backupProgressOnly: a Backup update that changed only its worker's
+// progress counters.
+func backupProgressOnly(old, cur any) bool {
+	o, ok1 := old.(*v1alpha.Backup)
+	n, ok2 := cur.(*v1alpha.Backup)
+	return ok1 && ok2 && backup.ProgressOnly(o, n)
+}
+
+// sameHolder: a Lease update that changed neither its holder nor its duration.
+func sameHolder(old, cur any) bool {
+	o, ok1 := old.(*coordinationv1.Lease)
+	n, ok2 := cur.(*coordinationv1.Lease)
+	return ok1 && ok2 && ptr.Deref(o.Spec.HolderIdentity, "") == ptr.Deref(n.Spec.HolderIdentity, "") &&
+		ptr.Deref(o.Spec.LeaseDurationSeconds, 0) == ptr.Deref(n.Spec.LeaseDurationSeconds, 0)
 }
 
 // drainTimeout bounds how long a shutting-down controller goes on syncing

@@ -165,6 +165,20 @@ func (c *Controller) enqueueLabelledStorage(obj any) {
 	}
 }
 
+// filtered is handlerFor, but skips the updates ignore says change nothing
+// the sync reads.
+func filtered(enqueue func(obj any), ignore func(old, cur any) bool) cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: enqueue,
+		UpdateFunc: func(old, cur any) {
+			if !ignore(old, cur) {
+				enqueue(cur)
+			}
+		},
+		DeleteFunc: enqueue,
+	}
+}
+
 // handlerFor calls enqueue on every add, update and delete.
 func handlerFor(enqueue func(obj any)) cache.ResourceEventHandler {
 	return cache.ResourceEventHandlerFuncs{

@@ -5,6 +5,7 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -106,6 +107,11 @@ func (r *Reconciler) Sync(ctx context.Context, namespace, name string) (requeueA
 		obs.LastHolder = ptr.Deref(lease.Spec.HolderIdentity, "")
 		obs.LastRenewed = lease.Spec.RenewTime.Time.Truncate(time.Second)
 	}
+	if HasClash(resolved.Problems) && (requeueAfter == 0 || requeueAfter > ClashRecheck) {
+		// A clashing object the caches do not hold (unlabelled) sends no
+		// event when it goes: look again.
+		requeueAfter = ClashRecheck
+	}
 
 	// Compare with what was last written if the cache lags behind it.
 	old := r.written.Previous(key, OwnedStatus(b))
@@ -139,9 +145,7 @@ func (r *Reconciler) reconcileWorker(ctx context.Context, b *v1alpha.Backup, res
 		return err
 	}
 	if existing != nil && !metav1.IsControlledBy(existing, b) {
-		resolved.Problems = append(resolved.Problems, refs.Problem{Reason: "DeploymentConflict", Message: fmt.Sprintf(
-			"metadata.name: a Deployment %q already exists in namespace %q and does not belong to this Backup; delete or rename it",
-			existing.Name, existing.Namespace)})
+		resolved.Problems = append(resolved.Problems, clashProblem(&ClashError{Kind: "Deployment", Name: existing.Name, Namespace: existing.Namespace, Owner: "Backup"}))
 		return nil
 	}
 
@@ -168,20 +172,45 @@ func (r *Reconciler) reconcileWorker(ctx context.Context, b *v1alpha.Backup, res
 	}
 
 	if err := r.reconcileRBAC(ctx, b, *resolved); err != nil {
+		var clash *ClashError
+		if errors.As(err, &clash) {
+			resolved.Problems = append(resolved.Problems, clashProblem(clash))
+			return nil
+		}
 		return err
 	}
-	return r.reconcileDeployment(ctx, existing, NewDeployment(b, *resolved, r.Config))
+	err = r.reconcileDeployment(ctx, existing, NewDeployment(b, *resolved, r.Config))
+	var clash *ClashError
+	if errors.As(err, &clash) {
+		resolved.Problems = append(resolved.Problems, clashProblem(clash))
+		return nil
+	}
+	return err
+}
+
+// clashProblem is a name clash as the status shows it.
+func clashProblem(e *ClashError) refs.Problem {
+	return refs.Problem{Reason: ReasonNameConflict, Message: e.Error()}
 }
 
 func (r *Reconciler) reconcileDeployment(ctx context.Context, existing, desired *appsv1.Deployment) error {
 	client := r.Kube.AppsV1().Deployments(desired.Namespace)
 	if existing == nil {
 		_, err := client.Create(ctx, desired, metav1.CreateOptions{})
-		if err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			// The cache holds labelled Deployments only, and may lag: read it.
+			if existing, err = client.Get(ctx, desired.Name, metav1.GetOptions{}); err != nil {
+				return fmt.Errorf("read Deployment: %w", err)
+			}
+			if err := checkOwned("Deployment", existing, desired); err != nil {
+				return err
+			}
+		} else if err != nil {
 			return fmt.Errorf("create Deployment: %w", err)
+		} else {
+			klog.FromContext(ctx).V(2).Info("Created worker Deployment", "deployment", klog.KObj(desired))
+			return nil
 		}
-		klog.FromContext(ctx).V(2).Info("Created worker Deployment", "deployment", klog.KObj(desired))
-		return nil
 	}
 	if !deploymentNeedsUpdate(existing, desired) {
 		return nil
@@ -223,48 +252,73 @@ type WorkerRBAC struct {
 	RoleBindings    rbaclisters.RoleBindingLister
 }
 
-// Reconcile makes the three objects match what was built.
+// Reconcile makes the three objects match what was built. An object of one
+// of their names that the owner does not control is a *ClashError: it is
+// never updated, and the Role is never bound to a ServiceAccount that is
+// not the owner's. The caches hold only labelled objects and may lag: a
+// create that finds the name taken reads the object from the API server.
 func (w WorkerRBAC) Reconcile(ctx context.Context, sa *corev1.ServiceAccount, role *rbacv1.Role, binding *rbacv1.RoleBinding) error {
 	ns := sa.Namespace
-	if _, err := w.ServiceAccounts.ServiceAccounts(ns).Get(sa.Name); apierrors.IsNotFound(err) {
-		if _, err := w.Kube.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("create worker ServiceAccount: %w", err)
+	accounts, roles, bindings := w.Kube.CoreV1().ServiceAccounts(ns), w.Kube.RbacV1().Roles(ns), w.Kube.RbacV1().RoleBindings(ns)
+
+	existingSA, err := w.ServiceAccounts.ServiceAccounts(ns).Get(sa.Name)
+	if apierrors.IsNotFound(err) {
+		if _, err = accounts.Create(ctx, sa, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+			existingSA, err = accounts.Get(ctx, sa.Name, metav1.GetOptions{})
 		}
-	} else if err != nil {
-		return err
+	}
+	if err != nil {
+		return fmt.Errorf("worker ServiceAccount: %w", err)
+	}
+	if existingSA != nil {
+		if err := checkOwned("ServiceAccount", existingSA, sa); err != nil {
+			return err
+		}
 	}
 
 	existingRole, err := w.Roles.Roles(ns).Get(role.Name)
-	switch {
-	case apierrors.IsNotFound(err):
-		if _, err := w.Kube.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create worker Role: %w", err)
+	if apierrors.IsNotFound(err) {
+		if _, err = roles.Create(ctx, role, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+			existingRole, err = roles.Get(ctx, role.Name, metav1.GetOptions{})
 		}
-	case err != nil:
-		return err
-	case !equality.Semantic.DeepEqual(existingRole.Rules, role.Rules) || !equality.Semantic.DeepEqual(existingRole.Labels, role.Labels):
-		updated := existingRole.DeepCopy()
-		updated.Rules, updated.Labels, updated.OwnerReferences = role.Rules, role.Labels, role.OwnerReferences
-		if _, err := w.Kube.RbacV1().Roles(ns).Update(ctx, updated, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("update worker Role: %w", err)
+	}
+	if err != nil {
+		return fmt.Errorf("worker Role: %w", err)
+	}
+	if existingRole != nil {
+		if err := checkOwned("Role", existingRole, role); err != nil {
+			return err
+		}
+		if !equality.Semantic.DeepEqual(existingRole.Rules, role.Rules) || !equality.Semantic.DeepEqual(existingRole.Labels, role.Labels) {
+			updated := existingRole.DeepCopy()
+			updated.Rules, updated.Labels = role.Rules, role.Labels
+			if _, err := roles.Update(ctx, updated, metav1.UpdateOptions{}); err != nil {
+				return fmt.Errorf("update worker Role: %w", err)
+			}
 		}
 	}
 
 	existingBinding, err := w.RoleBindings.RoleBindings(ns).Get(binding.Name)
-	switch {
-	case apierrors.IsNotFound(err):
-		if _, err := w.Kube.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create worker RoleBinding: %w", err)
+	if apierrors.IsNotFound(err) {
+		if _, err = bindings.Create(ctx, binding, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+			existingBinding, err = bindings.Get(ctx, binding.Name, metav1.GetOptions{})
 		}
-	case err != nil:
-		return err
-	case !equality.Semantic.DeepEqual(existingBinding.Subjects, binding.Subjects) || existingBinding.RoleRef != binding.RoleRef:
-		// roleRef is immutable: replace the binding.
-		if err := w.Kube.RbacV1().RoleBindings(ns).Delete(ctx, binding.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("replace worker RoleBinding: %w", err)
+	}
+	if err != nil {
+		return fmt.Errorf("worker RoleBinding: %w", err)
+	}
+	if existingBinding != nil {
+		if err := checkOwned("RoleBinding", existingBinding, binding); err != nil {
+			return err
 		}
-		if _, err := w.Kube.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("replace worker RoleBinding: %w", err)
+		if !equality.Semantic.DeepEqual(existingBinding.Subjects, binding.Subjects) || existingBinding.RoleRef != binding.RoleRef {
+			// roleRef is immutable: replace the binding (ours: checked above).
+			if err := bindings.Delete(ctx, binding.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &existingBinding.UID}}); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("replace worker RoleBinding: %w", err)
+			}
+			if _, err := bindings.Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("replace worker RoleBinding: %w", err)
+			}
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package restore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -88,6 +89,9 @@ func (r *Reconciler) Sync(ctx context.Context, namespace, name string) (requeueA
 		obs.WorkerHolder = *lease.Spec.HolderIdentity
 		requeueAfter = expires.Sub(now) + leaseRecheckMargin
 	}
+	if backup.HasClash(resolved.Problems) && (requeueAfter == 0 || requeueAfter > backup.ClashRecheck) {
+		requeueAfter = backup.ClashRecheck // the clashing Job may send no event when it goes
+	}
 
 	old := r.written.Previous(key, OwnedStatus(rs))
 	rs.Status.Conditions = mergeConditions(rs.Status.Conditions, old.Conditions)
@@ -146,9 +150,7 @@ func (r *Reconciler) reconcileJob(ctx context.Context, rs *v1alpha.Restore, reso
 		return nil, err
 	}
 	if existing != nil && !metav1.IsControlledBy(existing, rs) {
-		resolved.Problems = append(resolved.Problems, refs.Problem{Reason: "JobConflict", Message: fmt.Sprintf(
-			"metadata.name: a Job %q already exists in namespace %q and does not belong to this Restore; delete or rename it",
-			existing.Name, existing.Namespace)})
+		resolved.Problems = append(resolved.Problems, jobClash(existing))
 		return nil, nil
 	}
 	if meta.IsStatusConditionTrue(rs.Status.Conditions, v1alpha.RestoreComplete) {
@@ -164,9 +166,26 @@ func (r *Reconciler) reconcileJob(ctx context.Context, rs *v1alpha.Restore, reso
 		return nil, nil // Ready: nothing runs until enabled
 	case existing == nil:
 		if err := r.reconcileRBAC(ctx, rs, *resolved); err != nil {
+			var clash *backup.ClashError
+			if errors.As(err, &clash) {
+				resolved.Problems = append(resolved.Problems, refs.Problem{Reason: backup.ReasonNameConflict, Message: clash.Error()})
+				return nil, nil
+			}
 			return nil, err
 		}
 		created, err := client.Create(ctx, desired, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			// The cache holds labelled Jobs only, and may lag: read it.
+			found, err := client.Get(ctx, desired.Name, metav1.GetOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("read Job: %w", err)
+			}
+			if !metav1.IsControlledBy(found, rs) {
+				resolved.Problems = append(resolved.Problems, jobClash(found))
+				return nil, nil
+			}
+			return found, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("create Job: %w", err)
 		}
@@ -188,6 +207,11 @@ func (r *Reconciler) reconcileJob(ctx context.Context, rs *v1alpha.Restore, reso
 		return job, nil
 	}
 	return existing, nil
+}
+
+func jobClash(j *batchv1.Job) refs.Problem {
+	return refs.Problem{Reason: backup.ReasonNameConflict, Message: (&backup.ClashError{
+		Kind: "Job", Name: j.Name, Namespace: j.Namespace, Owner: "Restore"}).Error()}
 }
 
 func (r *Reconciler) deleteJob(ctx context.Context, job *batchv1.Job) error {
