@@ -1944,7 +1944,7 @@ func schema_armory_apis_kannika_v1alpha_StorageSpec(ref common.ReferenceCallback
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "StorageSpec sets exactly one kind of storage.",
+				Description: "StorageSpec sets exactly one kind of storage. The kind cannot change: the backups a Storage holds would be left behind, and its Backups would start afresh in an empty place without a word.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"gcsBucket": {
@@ -2062,7 +2062,7 @@ func schema_armory_apis_kannika_v1alpha_VolumeStorage(ref common.ReferenceCallba
 				Properties: map[string]spec.Schema{
 					"capacity": {
 						SchemaProps: spec.SchemaProps{
-							Description: "capacity is the size of the volume, e.g. 10Gi.",
+							Description: "capacity is the size of the volume, e.g. 10Gi. It can grow (if the storage class allows expansion), never shrink.",
 							Ref:         ref(resource.Quantity{}.OpenAPIModelName()),
 						},
 					},

@@ -27,9 +27,12 @@ type Storage struct {
 	Status StorageStatus `json:"status,omitempty"`
 }
 
-// StorageSpec sets exactly one kind of storage.
+// StorageSpec sets exactly one kind of storage. The kind cannot change: the
+// backups a Storage holds would be left behind, and its Backups would start
+// afresh in an empty place without a word.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.gcsBucket) != has(self.volume)",message="exactly one of gcsBucket or volume must be set"
+// +kubebuilder:validation:XValidation:rule="has(self.volume) == has(oldSelf.volume)",message="a Storage cannot change between volume and gcsBucket: the backups it holds would be left behind; create a new Storage and point the Backups' spec.sink at it"
 type StorageSpec struct {
 	// gcsBucket stores data in a Google Cloud Storage bucket.
 	// +optional
@@ -71,8 +74,11 @@ type GCSBucket struct {
 //
 // +kubebuilder:validation:XValidation:rule="has(self.storageClass) == has(oldSelf.storageClass)",message="storageClass cannot be added or removed once the Storage exists; create a new Storage instead"
 type VolumeStorage struct {
-	// capacity is the size of the volume, e.g. 10Gi.
+	// capacity is the size of the volume, e.g. 10Gi. It can grow (if the
+	// storage class allows expansion), never shrink.
 	// +required
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="capacity must be greater than 0, e.g. 10Gi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity(string(oldSelf))) >= 0",message="capacity cannot shrink (a PersistentVolumeClaim cannot be made smaller): keep it, or create a new Storage"
 	Capacity resource.Quantity `json:"capacity"`
 	// storageClass of the PersistentVolumeClaim. Optional; cannot be changed
 	// once set.

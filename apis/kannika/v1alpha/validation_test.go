@@ -8,6 +8,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
@@ -166,6 +167,18 @@ metadata: {name: NAME}
 spec:
   source: ".."
   sink: my-kafka`, []string{"spec.source"}},
+		{"volume of capacity 0", `
+apiVersion: kannika.io/v1alpha
+kind: Storage
+metadata: {name: s}
+spec:
+  volume: {capacity: "0"}`, []string{"spec.volume.capacity: Invalid value", "capacity must be greater than 0, e.g. 10Gi"}},
+		{"volume of negative capacity", `
+apiVersion: kannika.io/v1alpha
+kind: Storage
+metadata: {name: s}
+spec:
+  volume: {capacity: -1Gi}`, []string{"spec.volume.capacity: Invalid value", "capacity must be greater than 0, e.g. 10Gi"}},
 		{"volume without capacity", `
 apiVersion: kannika.io/v1alpha
 kind: Storage
@@ -366,8 +379,23 @@ func TestStorageClassIsImmutable(t *testing.T) {
 		}
 	}
 
-	// Other fields of the volume can still change.
+	// The capacity never shrinks, and the kind never changes.
 	s, err := storages.Get(ctx, "with-class", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Spec.Volume.Capacity = resource.MustParse("512Mi")
+	if _, err := storages.Update(ctx, s, metav1.UpdateOptions{}); err == nil || !strings.Contains(err.Error(), "capacity cannot shrink") {
+		t.Errorf("shrinking the volume: %v, want it refused", err)
+	}
+	s, _ = storages.Get(ctx, "with-class", metav1.GetOptions{})
+	s.Spec.Volume, s.Spec.GCSBucket = nil, &v1alpha.GCSBucket{Bucket: "a-bucket"}
+	if _, err := storages.Update(ctx, s, metav1.UpdateOptions{}); err == nil || !strings.Contains(err.Error(), "a Storage cannot change between volume and gcsBucket") {
+		t.Errorf("turning a volume Storage into a bucket: %v, want it refused", err)
+	}
+
+	// Other fields of the volume can still change.
+	s, err = storages.Get(ctx, "with-class", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

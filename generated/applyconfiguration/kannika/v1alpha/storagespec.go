@@ -21,7 +21,9 @@ package v1alpha
 // StorageSpecApplyConfiguration represents a declarative configuration of the StorageSpec type for use
 // with apply.
 //
-// StorageSpec sets exactly one kind of storage.
+// StorageSpec sets exactly one kind of storage. The kind cannot change: the
+// backups a Storage holds would be left behind, and its Backups would start
+// afresh in an empty place without a word.
 type StorageSpecApplyConfiguration struct {
 	// gcsBucket stores data in a Google Cloud Storage bucket.
 	GCSBucket *GCSBucketApplyConfiguration `json:"gcsBucket,omitempty"`

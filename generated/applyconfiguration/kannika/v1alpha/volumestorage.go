@@ -27,7 +27,8 @@ import (
 //
 // VolumeStorage is a PersistentVolumeClaim created by the operator.
 type VolumeStorageApplyConfiguration struct {
-	// capacity is the size of the volume, e.g. 10Gi.
+	// capacity is the size of the volume, e.g. 10Gi. It can grow (if the
+	// storage class allows expansion), never shrink.
 	Capacity *resource.Quantity `json:"capacity,omitempty"`
 	// storageClass of the PersistentVolumeClaim. Optional; cannot be changed
 	// once set.
