@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -15,12 +16,15 @@ import (
 // against a plaintext listener, whose handshake never completes.
 const ConnectTimeout = 30 * time.Second
 
+// ErrStopped: Connect gave up because it was told to stop.
+var ErrStopped = errors.New("stopped while connecting to Kafka")
+
 // Connect opens a client to the cluster. It returns when the client is
-// ready, when ctx ends (a SIGTERM, a lost Lease: ctx.Err()), or after
-// ConnectTimeout; the error says what was tried and, for a TLS connection,
-// that a plaintext listener would fail so. A client that connects after
-// Connect gave up is closed.
-func Connect(ctx context.Context, s Settings) (sarama.Client, error) {
+// ready; when ctx ends (a lost Lease: ctx.Err()) or stop closes (SIGTERM:
+// ErrStopped); or after ConnectTimeout, with an error that says what was
+// tried and, for a TLS connection, that a plaintext listener fails so. A
+// client that connects after Connect gave up is closed.
+func Connect(ctx context.Context, stop <-chan struct{}, s Settings) (sarama.Client, error) {
 	type result struct {
 		client sarama.Client
 		err    error
@@ -48,6 +52,9 @@ func Connect(ctx context.Context, s Settings) (sarama.Client, error) {
 	case <-ctx.Done():
 		abandon()
 		return nil, ctx.Err()
+	case <-stop:
+		abandon()
+		return nil, ErrStopped
 	case <-timer.C:
 		abandon()
 		return nil, s.explain(fmt.Errorf("no broker answered within %s", ConnectTimeout))

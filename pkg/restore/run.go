@@ -660,17 +660,8 @@ func (rr *restoreRun) connect(ctx context.Context, stop <-chan struct{}) error {
 	}
 	rr.auth = auth
 	// A stop (SIGTERM, disabled) ends the connecting too.
-	kafkaCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-stop:
-			cancel()
-		case <-kafkaCtx.Done():
-		}
-	}()
-	if rr.client, err = kafka.Connect(kafkaCtx, rr.settings); err != nil {
-		if kafkaCtx.Err() != nil {
+	if rr.client, err = kafka.Connect(ctx, stop, rr.settings); err != nil {
+		if errors.Is(err, kafka.ErrStopped) || ctx.Err() != nil {
 			return errStopped
 		}
 		return classifyKafka(fmt.Errorf("connect to Kafka at %v (EventHub %q): %w", rr.settings.Brokers, eh.Name, err))

@@ -211,17 +211,8 @@ func (r *backupRun) connect(ctx context.Context, drain <-chan struct{}, b *v1alp
 		return fmt.Errorf("EventHub %q: %w", eh.Name, err)
 	}
 	// SIGTERM (drain) ends the connecting too: nothing is open to upload yet.
-	kafkaCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-drain:
-			cancel()
-		case <-kafkaCtx.Done():
-		}
-	}()
-	if r.client, err = kafka.Connect(kafkaCtx, settings); err != nil {
-		if kafkaCtx.Err() != nil {
+	if r.client, err = kafka.Connect(ctx, drain, settings); err != nil {
+		if errors.Is(err, kafka.ErrStopped) || ctx.Err() != nil {
 			return errStoppedConnecting // not Kafka's fault
 		}
 		return fmt.Errorf("cannot reach Kafka at %s: %w; check spec.kafka.properties[bootstrap.servers] of EventHub %q and the cluster's listeners",

@@ -27,26 +27,7 @@ import (
 func TestStaleWriterIsFencedByStorage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "fenced"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	produce := func(n int) {
-		cfg := sarama.NewConfig()
-		cfg.Version = kafka.Version
-		cfg.Producer.Return.Successes = true
-		p, err := sarama.NewSyncProducer(cluster.ListenAddrs(), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.Close()
-		for i := range n {
-			if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: "fenced", Value: sarama.StringEncoder(fmt.Sprint(i))}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	brokers, produce := singlePartitionTopic(t, "fenced")
 	produce(300)
 	bucket, err := volume.New(t.TempDir())
 	if err != nil {
@@ -54,22 +35,8 @@ func TestStaleWriterIsFencedByStorage(t *testing.T) {
 	}
 	m := newMetrics(prometheus.NewRegistry())
 	writer := func() *partitionBackup {
-		settings, err := kafka.NewSettings(map[string]string{"bootstrap.servers": cluster.ListenAddrs()[0], "fetch.max.wait.ms": "50"}, kafka.Auth{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		client, err := sarama.NewClient(settings.Brokers, settings.Config)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { client.Close() })
-		consumer, err := sarama.NewConsumerFromClient(client)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &partitionBackup{topic: "fenced", partition: 0, bucket: bucket, client: client, consumer: consumer, metrics: m,
-			settings: segmentSettings{codec: segment.CodecZstd, rollBytes: 1 << 30, rollAge: 300 * time.Millisecond},
-			progress: newProgress(m).partition("fenced", 0)}
+		return partitionWriter(t, brokers, "fenced", bucket, m,
+			segmentSettings{codec: segment.CodecZstd, rollBytes: 1 << 30, rollAge: 300 * time.Millisecond})
 	}
 	stale, fresh := writer(), writer()
 
@@ -118,6 +85,57 @@ func TestStaleWriterIsFencedByStorage(t *testing.T) {
 	}
 }
 
+// singlePartitionTopic starts a one-broker cluster with a topic of one
+// partition, and returns its address and a function that produces n more
+// records ("0", "1", ... counting from 0 at each call).
+func singlePartitionTopic(t *testing.T, topic string) ([]string, func(n int)) {
+	t.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	produce := func(n int) {
+		cfg := sarama.NewConfig()
+		cfg.Version = kafka.Version
+		cfg.Producer.Return.Successes = true
+		p, err := sarama.NewSyncProducer(cluster.ListenAddrs(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		var msgs []*sarama.ProducerMessage
+		for i := range n {
+			msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(fmt.Sprint(i))})
+		}
+		if err := p.SendMessages(msgs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cluster.ListenAddrs(), produce
+}
+
+// partitionWriter is a partition backup of the topic's partition 0, with
+// a client of its own.
+func partitionWriter(t *testing.T, brokers []string, topic string, bucket storage.Bucket, m *metrics, settings segmentSettings) *partitionBackup {
+	t.Helper()
+	ks, err := kafka.NewSettings(map[string]string{"bootstrap.servers": brokers[0], "fetch.max.wait.ms": "50"}, kafka.Auth{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := sarama.NewClient(ks.Brokers, ks.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &partitionBackup{topic: topic, partition: 0, bucket: bucket, client: client, consumer: consumer, metrics: m,
+		settings: settings, progress: newProgress(m).partition(topic, 0)}
+}
+
 // runUntilStored runs a partition backup until storage holds up to end,
 // then drains it.
 func runUntilStored(t *testing.T, ctx context.Context, p *partitionBackup, b storage.Bucket, end int64) {
@@ -164,51 +182,18 @@ func (b *answerLosingBucket) Create(ctx context.Context, name string, data io.Re
 func TestStoredMetricsCountUploadsWhoseAnswerWasLost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "lost"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	cfg := sarama.NewConfig()
-	cfg.Version = kafka.Version
-	cfg.Producer.Return.Successes = true
-	producer, err := sarama.NewSyncProducer(cluster.ListenAddrs(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var msgs []*sarama.ProducerMessage
-	for i := range 2000 {
-		msgs = append(msgs, &sarama.ProducerMessage{Topic: "lost", Value: sarama.StringEncoder(fmt.Sprintf("record %d", i))})
-	}
-	if err := producer.SendMessages(msgs); err != nil {
-		t.Fatal(err)
-	}
-	producer.Close()
-
+	brokers, produce := singlePartitionTopic(t, "lost")
+	produce(2000)
 	vol, err := volume.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	bucket := &answerLosingBucket{Bucket: vol}
-	settings, err := kafka.NewSettings(map[string]string{"bootstrap.servers": cluster.ListenAddrs()[0], "fetch.max.wait.ms": "50"}, kafka.Auth{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := sarama.NewClient(settings.Brokers, settings.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	consumer, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		t.Fatal(err)
-	}
 	m := newMetrics(prometheus.NewRegistry())
-	p := &partitionBackup{topic: "lost", partition: 0, bucket: bucket, client: client, consumer: consumer, metrics: m,
-		// About 100 records a segment: 20 uploads, 10 answers lost, each
-		// retried after a second (the back-off starts afresh after progress).
-		settings: segmentSettings{codec: segment.CodecZstd, rollBytes: 1000, rollAge: 300 * time.Millisecond},
-		progress: newProgress(m).partition("lost", 0)}
+	// About 100 records a segment: 20 uploads, 10 answers lost, each
+	// retried after a second (the back-off starts afresh after progress).
+	p := partitionWriter(t, brokers, "lost", bucket, m,
+		segmentSettings{codec: segment.CodecZstd, rollBytes: 300, rollAge: 300 * time.Millisecond})
 	runUntilStored(t, ctx, p, vol, 2000)
 
 	st, err := layout.ListPartition(ctx, vol, "lost", 0)
