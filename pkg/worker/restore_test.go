@@ -24,6 +24,7 @@ import (
 	"github.com/kannika/armory/pkg/layout"
 	"github.com/kannika/armory/pkg/segment"
 	"github.com/kannika/armory/pkg/testenv"
+	"github.com/kannika/armory/pkg/workerlease"
 )
 
 // The restore tests write into a second Kafka cluster, as a restore into
@@ -961,5 +962,31 @@ func TestTargetDeletedMidRestoreFails(t *testing.T) {
 	c := meta.FindStatusCondition(rs.restore(t).Status.Conditions, v1alpha.RestoreFailed)
 	if c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, fmt.Sprintf("target topic %q was deleted while the restore wrote to it", target)) {
 		t.Errorf("Failed condition %+v", c)
+	}
+}
+
+// TestRestoreOverTLSToAPlaintextListenerSaysWhyAndStops: a restore whose
+// EventHub asks for TLS against a plaintext listener retries, says in its
+// status that TLS is the likely cause, and stops at once on SIGTERM.
+func TestRestoreOverTLSToAPlaintextListenerSaysWhyAndStops(t *testing.T) {
+	t.Parallel()
+	topic := unique("tls.restore")
+	want := map[string]produced{topic: {}}
+	createTopic(t, topic, 1, nil)
+	produce(t, topic, 1, 100, want[topic])
+	s := backedUp(t, []string{topic}, want, true)
+	rs := s.setupRestore(t, "tls-mismatch", fmt.Sprintf("    createTopics: true\n    topics:\n      - {source: %s, target: %s.r}\n", topic, topic))
+	if out, errOut, err := env.Kubectl(t, "", "patch", "eventhub", "target-kafka", "-n", s.ns, "--type=merge",
+		"-p", `{"spec":{"kafka":{"properties":{"security.protocol":"SSL"}}}}`); err != nil {
+		t.Fatal(out, errOut)
+	}
+	w := rs.startRestoreWorker(t)
+	testenv.WaitFor(t, 90*time.Second, "the status to say it retries and that TLS is in use", func() (bool, string) {
+		c := meta.FindStatusCondition(rs.restore(t).Status.Conditions, v1alpha.RestoreRetrying)
+		return c != nil && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, "security.protocol"), fmt.Sprint(c)
+	})
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	if code := w.wait(t, 20*time.Second); code != workerlease.ExitRestoreInterrupted {
+		t.Errorf("exit %d after SIGTERM, want %d (interrupted, resumable)", code, workerlease.ExitRestoreInterrupted)
 	}
 }
