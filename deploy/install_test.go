@@ -12,10 +12,12 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -87,7 +89,7 @@ func TestKustomizeAndHelmRenderTheSameObjects(t *testing.T) {
 		t.Errorf("deploy/ does not create the armory-system namespace")
 	}
 	delete(kustomized, "Namespace /armory-system")
-	for _, key := range sortedKeys(kustomized) {
+	for _, key := range slices.Sorted(maps.Keys(kustomized)) {
 		c, ok := charted[key]
 		if !ok {
 			t.Errorf("the chart does not render %s", key)
@@ -99,7 +101,7 @@ func TestKustomizeAndHelmRenderTheSameObjects(t *testing.T) {
 			t.Errorf("%s differs:\nkustomize:\n%s\nhelm:\n%s", key, a, b)
 		}
 	}
-	for _, key := range sortedKeys(charted) {
+	for _, key := range slices.Sorted(maps.Keys(charted)) {
 		if _, ok := kustomized[key]; !ok {
 			t.Errorf("the chart renders %s, which deploy/ does not", key)
 		}
@@ -196,7 +198,7 @@ func TestInstallAppliesToTheAPIServer(t *testing.T) {
 func ordered(t *testing.T, stream []byte) []byte {
 	t.Helper()
 	objs := render(t, "install", stream)
-	keys := sortedKeys(objs)
+	keys := slices.Sorted(maps.Keys(objs))
 	sort.SliceStable(keys, func(i, j int) bool {
 		return objs[keys[i]].GetKind() == "Namespace" && objs[keys[j]].GetKind() != "Namespace"
 	})
@@ -319,15 +321,6 @@ func readTarStream(t *testing.T, r io.Reader) map[string][]byte {
 		}
 		out[strings.TrimPrefix(h.Name, "./")] = data
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func containsAll(list []any, want ...string) bool {

@@ -3,10 +3,11 @@
 package docs
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -68,12 +69,12 @@ func TestMetricsPageListsEveryMetric(t *testing.T) {
 	for _, m := range regexp.MustCompile("(?m)^\\| `(armory_[a-z_]+)`").FindAllStringSubmatch(page(t, "metrics.md"), -1) {
 		inPage[m[1]] = true
 	}
-	for _, name := range sorted(inCode) {
+	for _, name := range slices.Sorted(maps.Keys(inCode)) {
 		if !inPage[name] {
 			t.Errorf("docs/metrics.md does not list %s", name)
 		}
 	}
-	for _, name := range sorted(inPage) {
+	for _, name := range slices.Sorted(maps.Keys(inPage)) {
 		if !inCode[name] {
 			t.Errorf("docs/metrics.md lists %s, which the code does not register", name)
 		}
@@ -96,7 +97,7 @@ var verbs = regexp.MustCompile(`%[-+# 0-9.]*[a-zA-Z]`)
 // tells the user what to do is in the page.
 func TestTroubleshootingMessagesAreTheCodes(t *testing.T) {
 	src := productSource(t)
-	all := strings.Join(mapValues(src), "\n")
+	all := strings.Join(slices.Collect(maps.Values(src)), "\n")
 	doc := page(t, "troubleshooting.md")
 
 	// The page's messages: the first cell of each table row, in backticks.
@@ -118,7 +119,7 @@ func TestTroubleshootingMessagesAreTheCodes(t *testing.T) {
 
 	// The code's messages that tell the user what to do.
 	found := 0
-	for _, path := range sorted(src) {
+	for _, path := range slices.Sorted(maps.Keys(src)) {
 		for _, m := range fixMessage.FindAllStringSubmatch(src[path], -1) {
 			found++
 			for _, frag := range fragments(m[1], "%") {
@@ -162,23 +163,6 @@ func isApimachinery(frag string) bool {
 		}
 	}
 	return false
-}
-
-func sorted[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-func mapValues(m map[string]string) []string {
-	var out []string
-	for _, k := range sorted(m) {
-		out = append(out, m[k])
-	}
-	return out
 }
 
 // TestCitedTestsExist: a test the documentation names as evidence exists.

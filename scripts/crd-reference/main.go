@@ -9,9 +9,10 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -72,7 +73,7 @@ and the workers; their messages are in [troubleshooting](troubleshooting.md).
 		}
 	}
 	if len(crds) > 0 {
-		return fmt.Errorf("kinds not in the reference's order: %v", keys(crds))
+		return fmt.Errorf("kinds not in the reference's order: %v", slices.Sorted(maps.Keys(crds)))
 	}
 	return nil
 }
@@ -129,14 +130,14 @@ func writeKind(w io.Writer, crd *apiextensionsv1.CustomResourceDefinition) error
 
 // walk writes one row per field under s, depth first, in name order.
 func walk(w io.Writer, path string, s *apiextensionsv1.JSONSchemaProps) {
-	for _, name := range sortedProps(s) {
+	for _, name := range slices.Sorted(maps.Keys(s.Properties)) {
 		p := s.Properties[name]
 		field := path + "." + name
 		if isConditions(&p) {
 			fmt.Fprintf(w, "| `%s` | array of [Condition](https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/object-meta/#Condition) | | one item per `type` | %s |\n", field, cell(oneLine(p.Description)))
 			continue
 		}
-		row(w, field, &p, contains(s.Required, name))
+		row(w, field, &p, slices.Contains(s.Required, name))
 		switch {
 		case p.Type == "object" && len(p.Properties) > 0:
 			walk(w, field, &p)
@@ -249,34 +250,7 @@ func validations(p *apiextensionsv1.JSONSchemaProps) string {
 	return strings.Join(out, "; ")
 }
 
-func sortedProps(s *apiextensionsv1.JSONSchemaProps) []string {
-	names := make([]string, 0, len(s.Properties))
-	for n := range s.Properties {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // cell escapes what would break a Markdown table cell.
 func cell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}

@@ -178,8 +178,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-r.trigger:
 		case <-tick.C:
 		}
-		ds, _ := deployments.Lister().Deployments(r.cfg.Namespace).List(everything())
-		js, _ := jobs.Lister().Jobs(r.cfg.Namespace).List(everything())
+		ds, _ := deployments.Lister().Deployments(r.cfg.Namespace).List(labels.Everything())
+		js, _ := jobs.Lister().Jobs(r.cfg.Namespace).List(labels.Everything())
 		r.sync(ctx, ds, js)
 	}
 }
@@ -595,8 +595,6 @@ func (r *Runner) event(format string, args ...any) {
 		fmt.Fprintf(r.cfg.Events, "podrunner: "+format+"\n", args...)
 	}
 }
-
-func everything() labels.Selector { return labels.Everything() }
 
 func templateHash(t corev1.PodTemplateSpec) string {
 	data, _ := json.Marshal(t)
