@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -49,6 +51,9 @@ func FreeAddr(t testing.TB) string {
 		if freeAddrGiven[port] {
 			continue
 		}
+		if !reservePort(port) {
+			continue // handed out by another test process
+		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -63,6 +68,33 @@ func FreeAddr(t testing.TB) string {
 }
 
 const freeAddrLow, freeAddrHigh = 20000, 32000
+
+// reservePort claims a port for this machine's test processes with a file
+// created exclusively: the test packages run in parallel, and two of them
+// handing one port to their subprocesses made one fail to bind in CI. A
+// claim older than portClaimTTL (longer than any test run) is reused.
+func reservePort(port int) bool {
+	dir := filepath.Join(os.TempDir(), "armory-test-ports")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return true // no reservation possible: the listen check still applies
+	}
+	path := filepath.Join(dir, strconv.Itoa(port))
+	for range 2 {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err == nil {
+			f.Close()
+			return true
+		}
+		st, serr := os.Stat(path)
+		if serr != nil || time.Since(st.ModTime()) < portClaimTTL {
+			return false
+		}
+		_ = os.Remove(path) // a stale claim
+	}
+	return false
+}
+
+const portClaimTTL = 30 * time.Minute
 
 var (
 	freeAddrMu    sync.Mutex
