@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/klog/v2"
@@ -40,6 +42,7 @@ type workerOptions struct {
 	txnBytes           int64
 	txnInterval        time.Duration
 	parallel           int
+	memoryBudget       resource.QuantityValue
 }
 
 func newWorkerCommand() *cobra.Command {
@@ -105,6 +108,9 @@ resume from what was committed.`,
 		"Restores: commit a transaction at most this long after it began.")
 	f.IntVar(&o.parallel, "parallel-partitions", restore.DefaultParallel,
 		"Restores: how many partitions are read at once; each holds up to about 2 MiB.")
+	o.memoryBudget.Quantity = *resource.NewQuantity(worker.DefaultMemoryBudget, resource.BinarySI)
+	f.Var(&o.memoryBudget, "memory-budget",
+		"Backups: the memory the worker's buffers may use (open segments, uploads, Kafka fetches), whatever the number of partitions; segments close early when it is full. The process stays within about this plus 64 MiB.")
 	f.StringVar(&o.metricsAddress, "metrics-bind-address", ":8080",
 		"Address of the Prometheus /metrics endpoint; \"0\" turns it off.")
 	f.StringVar(&o.healthProbeAddress, "health-probe-bind-address", ":8081",
@@ -127,6 +133,10 @@ func (o *workerOptions) validate() error {
 	}
 	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
 		return fmt.Errorf("%s=%q is not a valid resource name: %s", flagName, name, errs[0])
+	}
+	if b := o.memoryBudget.Value(); b < worker.MinMemoryBudget {
+		return fmt.Errorf("--memory-budget=%s is too small: give the worker at least %s (the default is %s)", o.memoryBudget.String(),
+			resource.NewQuantity(worker.MinMemoryBudget, resource.BinarySI), resource.NewQuantity(worker.DefaultMemoryBudget, resource.BinarySI))
 	}
 	return nil
 }
@@ -202,14 +212,26 @@ func (o *workerOptions) runRestore(ctx context.Context) error {
 	return err
 }
 
+// memoryLimitHeadroom is what the process needs beyond its buffers: the Go
+// runtime, the clients, the informer's cache, goroutine stacks.
+const memoryLimitHeadroom = 64 << 20
+
 func (o *workerOptions) runBackup(ctx context.Context) error {
 	e, err := o.start(ctx, "Backup")
 	if err != nil {
 		return err
 	}
-	klog.FromContext(ctx).Info("Starting Backup worker", "backup", klog.KRef(e.namespace, o.backup), "identity", e.identity)
+	budget := o.memoryBudget.Value()
+	// The garbage collector works harder near the limit instead of letting
+	// the heap grow to twice what is live; GOMEMLIMIT, if set, wins.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(budget + memoryLimitHeadroom)
+	}
+	klog.FromContext(ctx).Info("Starting Backup worker", "backup", klog.KRef(e.namespace, o.backup), "identity", e.identity,
+		"memoryBudget", o.memoryBudget.String())
 	runErr := worker.RunBackup(ctx, worker.BackupOptions{
-		Kube: e.kube, Armory: e.armory, Namespace: e.namespace, Name: o.backup, Identity: e.identity,
+		MemoryBudget: budget,
+		Kube:         e.kube, Armory: e.armory, Namespace: e.namespace, Name: o.backup, Identity: e.identity,
 		StoragePath: o.storagePath, Lease: o.lease, StatusInterval: o.statusInterval, Recheck: o.recheckInterval,
 		Registry: e.registry, Ready: e.ready.Store,
 	})

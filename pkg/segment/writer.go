@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 )
 
@@ -19,12 +20,16 @@ type Writer struct {
 	block      []byte // uncompressed records of the open block
 	blockBase  int64
 	blockCount uint32
-	compressed []byte
 	lastOffset int64
 	hasRecords bool
 	closed     bool
 	err        error
 }
+
+// compressBuffers hold blocks' compressed copies while they are written:
+// shared by every Writer, so that a partition's open segment holds only its
+// uncompressed block, not a compressed copy too.
+var compressBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 // NewWriter writes a segment header for partition, starting at position
 // start, and returns a Writer for its records. blockSize <= 0 means
@@ -110,6 +115,10 @@ func appendBytes(b, v []byte) []byte {
 	return append(b, v...)
 }
 
+// Held is the memory the Writer holds between appends: its open block's
+// buffer. (A block's compressed copy is held only while it is written.)
+func (sw *Writer) Held() int { return cap(sw.block) }
+
 // Summary is what has been appended so far.
 func (sw *Writer) Summary() Summary { return sw.summary }
 
@@ -117,12 +126,14 @@ func (sw *Writer) flushBlock() error {
 	if sw.blockCount == 0 {
 		return nil
 	}
-	compressed, err := sw.codec.compress(sw.compressed[:0], sw.block)
+	scratch := compressBuffers.Get().(*[]byte)
+	defer compressBuffers.Put(scratch)
+	compressed, err := sw.codec.compress((*scratch)[:0], sw.block)
 	if err != nil {
 		sw.err = fmt.Errorf("compress block: %w", err)
 		return sw.err
 	}
-	sw.compressed = compressed
+	*scratch = compressed
 	var h [blockHeaderSize]byte
 	binary.BigEndian.PutUint32(h[0:], uint32(len(compressed)))
 	binary.BigEndian.PutUint32(h[4:], uint32(len(sw.block)))

@@ -60,7 +60,10 @@ type BackupOptions struct {
 	// Recheck is how often new partitions are looked for and failed
 	// streams checked again.
 	Recheck  time.Duration
-	Registry prometheus.Registerer
+	// MemoryBudget bounds the bytes the worker buffers (segments and Kafka
+	// fetches), whatever the number of partitions; 0 is DefaultMemoryBudget.
+	MemoryBudget int64
+	Registry     prometheus.Registerer
 	// Ready is told when the worker starts and stops backing up.
 	Ready func(bool)
 }
@@ -99,6 +102,7 @@ type backupRun struct {
 	consumer sarama.Consumer
 	metrics  *metrics
 	progress *progress
+	budget   *memoryBudget
 
 	streams map[string]*runningStream
 	wg      sync.WaitGroup
@@ -117,7 +121,11 @@ func runBackup(ctx context.Context, drain <-chan struct{}, o BackupOptions, m *m
 	if err != nil {
 		return fmt.Errorf("read Backup %s/%s: %w", o.Namespace, o.Name, err)
 	}
-	r := &backupRun{opts: o, metrics: m, progress: newProgress(m), streams: map[string]*runningStream{}}
+	if o.MemoryBudget <= 0 {
+		o.MemoryBudget = DefaultMemoryBudget
+	}
+	r := &backupRun{opts: o, metrics: m, progress: newProgress(m), streams: map[string]*runningStream{},
+		budget: newMemoryBudget(o.MemoryBudget)}
 	err = r.connect(ctx, drain, b)
 	if errors.Is(err, errStoppedConnecting) || ctx.Err() != nil {
 		logger.Info("Stopped while connecting")
@@ -218,11 +226,34 @@ func (r *backupRun) connect(ctx context.Context, drain <-chan struct{}, b *v1alp
 		return fmt.Errorf("cannot reach Kafka at %s: %w; check spec.kafka.properties[bootstrap.servers] of EventHub %q and the cluster's listeners",
 			strings.Join(settings.Brokers, ","), err, eh.Name)
 	}
+	if _, set := eh.Spec.Kafka.Properties["max.partition.fetch.bytes"]; !set {
+		r.sizeConsumer(ctx, b, settings.Config)
+	}
 	if r.consumer, err = sarama.NewConsumerFromClient(r.client); err != nil {
 		return fmt.Errorf("Kafka consumer: %w", err)
 	}
 	klog.FromContext(ctx).Info("Connected", "kafka", settings.Brokers, "storage", r.bucket.Location())
 	return nil
+}
+
+// sizeConsumer fits sarama's fetch buffers into the memory budget, for the
+// partitions of the Backup's enabled streams now (a topic not found counts
+// one). It runs before the consumer exists: the client itself reads only its
+// Net and Metadata settings, so changing the Consumer ones is safe.
+func (r *backupRun) sizeConsumer(ctx context.Context, b *v1alpha.Backup, cfg *sarama.Config) {
+	partitions := 0
+	for _, s := range b.Spec.Streams {
+		if s.Enabled != nil && !*s.Enabled {
+			continue
+		}
+		ps, err := r.client.Partitions(s.Topic)
+		partitions += max(len(ps), 1)
+		_ = err // a missing topic is reported by its stream
+	}
+	fetch, fetchMax, channel := consumerSizing(r.opts.MemoryBudget, partitions, len(r.client.Brokers()))
+	cfg.Consumer.Fetch.Default, cfg.Consumer.Fetch.Max, cfg.ChannelBufferSize = fetch, fetchMax, channel
+	klog.FromContext(ctx).V(1).Info("Sized the Kafka consumer for the memory budget", "budget", r.opts.MemoryBudget,
+		"partitions", partitions, "fetchBytesPerPartition", fetch, "fetchBytesPerResponse", fetchMax, "channelRecords", channel)
 }
 
 func (r *backupRun) close() {
@@ -308,7 +339,7 @@ func (r *backupRun) reconcile(ctx context.Context, b *v1alpha.Backup) {
 		rs := &runningStream{spec: spec, drain: make(chan struct{}), done: make(chan struct{})}
 		r.streams[topic] = rs
 		sb := &streamBackup{topic: topic, owner: b.Namespace + "/" + b.Name, settings: settings, bucket: r.bucket,
-			client: r.client, consumer: r.consumer, metrics: r.metrics, progress: r.progress, recheck: r.opts.Recheck}
+			client: r.client, consumer: r.consumer, metrics: r.metrics, progress: r.progress, budget: r.budget, recheck: r.opts.Recheck}
 		r.progress.setStream(topic, StreamStreaming, "")
 		r.wg.Go(func() {
 			defer close(rs.done)

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -184,4 +186,55 @@ func TestKubectlShowsTheRealWorkerStreaming(t *testing.T) {
 		b := backupOf(t, s.ns, s.name)
 		return b.Status.Phase == "Ready" && b.Status.Message == "🌈 Ready", b.Status.Message
 	})
+}
+
+// TestSmallMemoryBudgetClosesSegmentsEarly: 16 partitions whose open
+// segments together need more than a small --memory-budget. Segments close
+// early, smaller than their triggers (64 MiB or 10 minutes) ask for, and
+// storage holds every record exactly once.
+func TestSmallMemoryBudgetClosesSegmentsEarly(t *testing.T) {
+	t.Parallel()
+	topic := unique("wide")
+	createTopic(t, topic, 16, nil)
+	want := produced{}
+	produce(t, topic, 16, 64_000, want)
+	s := setupBackup(t, []string{topic}, "", true)
+	if out, errOut, err := env.Kubectl(t, "", "patch", "backup", s.name, "-n", s.ns, "--type=merge", "-p",
+		`{"spec":{"compression":{"algorithm":"none"},"segmentRolloverTriggers":{"size":"64Mi","timeoutSeconds":600}}}`); err != nil {
+		t.Fatalf("kubectl patch: %v\n%s%s", err, out, errOut)
+	}
+	s.workerArgs = []string{"--memory-budget=8Mi"}
+	w := s.startWorker(t)
+	produce(t, topic, 16, 16_000, want) // while it runs
+	early := regexp.MustCompile(`armory_worker_segments_closed_early_total\{topic="` + regexp.QuoteMeta(topic) + `"\} (\d+)`)
+	testenv.WaitFor(t, time.Minute, "segments closed early for the memory budget", func() (bool, string) {
+		_, metrics := testenv.HTTPGet(w.metricsAddr, "/metrics")
+		m := early.FindStringSubmatch(metrics)
+		return m != nil && m[1] != "0", fmt.Sprint(m)
+	})
+	// Every record read, stored or in an open segment, before the stop
+	// uploads the open ones.
+	read := regexp.MustCompile(`armory_worker_(records_stored_total|open_segment_records)\{(partition="\d+",)?topic="` + regexp.QuoteMeta(topic) + `"\} (\d+)`)
+	testenv.WaitFor(t, time.Minute, "every record read", func() (bool, string) {
+		_, metrics := testenv.HTTPGet(w.metricsAddr, "/metrics")
+		n := 0
+		for _, m := range read.FindAllStringSubmatch(metrics, -1) {
+			v, _ := strconv.Atoi(m[3])
+			n += v
+		}
+		return n == 80_000, fmt.Sprintf("%d records stored or open", n)
+	})
+	w.stop(t)
+	assertExactly(t, s.bucket, topic, want)
+	segments := 0
+	for p := range int32(16) {
+		_, st := stored(t, s.bucket, topic, p)
+		segments += len(st.Objects)
+	}
+	// Without the budget each partition would hold one segment, uploaded
+	// at the stop.
+	if segments <= 16 {
+		t.Errorf("%d segments for 16 partitions: none closed early", segments)
+	}
+	t.Logf("%d segments for 16 partitions", segments)
 }

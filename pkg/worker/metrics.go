@@ -10,6 +10,7 @@ type metrics struct {
 	uploadDuration   *prometheus.HistogramVec
 	lag              *prometheus.GaugeVec
 	openRecords      *prometheus.GaugeVec
+	earlyCloses      *prometheus.CounterVec
 	gaps             *prometheus.CounterVec
 	errors           *prometheus.CounterVec
 	leaseHeld        prometheus.Gauge
@@ -36,6 +37,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		openRecords: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "armory_worker_open_segment_records", Help: "Records read into the open segment, not yet uploaded (what a crash would re-read), by topic and partition.",
 		}, []string{"topic", "partition"}),
+		earlyCloses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "armory_worker_segments_closed_early_total", Help: "Segments closed before their rollover triggers because the worker's memory budget was full, by topic.",
+		}, []string{"topic"}),
 		gaps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "armory_worker_gaps_total", Help: "Gap markers written because Kafka's retention removed records before the backup reached them.",
 		}, []string{"topic"}),
@@ -46,6 +50,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "armory_worker_lease_held", Help: "1 while this worker holds its resource's Lease.",
 		}),
 	}
-	reg.MustRegister(m.recordsStored, m.bytesStored, m.segmentsUploaded, m.uploadDuration, m.lag, m.openRecords, m.gaps, m.errors, m.leaseHeld)
+	reg.MustRegister(m.recordsStored, m.bytesStored, m.segmentsUploaded, m.uploadDuration, m.lag, m.openRecords, m.earlyCloses, m.gaps, m.errors, m.leaseHeld)
 	return m
 }

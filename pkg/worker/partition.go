@@ -36,6 +36,10 @@ type partitionBackup struct {
 	consumer  sarama.Consumer
 	metrics   *metrics
 	progress  *partitionProgress
+	// budget is the worker's memory budget; share is this partition's
+	// part of it while it runs.
+	budget *memoryBudget
+	share  *budgetShare
 	// verifyTopic is asked before every upload whether the topic is still
 	// the one being backed up (not deleted and recreated).
 	verifyTopic func() error
@@ -57,6 +61,8 @@ var errConsumerClosed = errors.New("the Kafka partition consumer closed")
 func (p *partitionBackup) run(ctx context.Context, drain <-chan struct{}) {
 	logger := klog.FromContext(ctx).WithValues("topic", p.topic, "partition", p.partition)
 	ctx = klog.NewContext(ctx, logger)
+	p.share = p.budget.join()
+	defer p.share.leave()
 	backoff := time.Second
 	for {
 		before := p.counted
@@ -144,7 +150,9 @@ func (p *partitionBackup) runOnce(ctx context.Context, drain <-chan struct{}) er
 			return err
 		}
 		if data != nil {
-			if err := p.upload(ctx, data, sum); err != nil {
+			err := p.upload(ctx, data, sum)
+			p.share.uploaded()
+			if err != nil {
 				return err
 			}
 			next = sum.End
@@ -200,17 +208,26 @@ func (p *partitionBackup) storeGap(ctx context.Context, start, end int64) error 
 }
 
 // fill reads records into a new segment starting at position start until it
-// reaches the size or age limit, drain is closed, or Kafka reports an error.
+// reaches the size or age limit, the memory budget asks for it, drain is
+// closed, or Kafka reports an error.
 // It returns the encoded segment (nil if no record was read), and stop when
 // this run must end once the segment is uploaded: errDrained, or the
 // consumer's error. Records already read are uploaded even then, so that
 // nothing read is lost to, say, retention removing what follows.
 func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sarama.PartitionConsumer, start int64) (data []byte, sum segment.Summary, stop, err error) {
 	var buf bytes.Buffer
-	w, err := segment.NewWriter(&buf, p.settings.codec, p.partition, start, 0)
+	w, err := segment.NewWriter(&buf, p.settings.codec, p.partition, start, p.budget.blockSize())
 	if err != nil {
 		return nil, sum, nil, err
 	}
+	// What the open segment holds counts in the budget until it is
+	// uploaded (closing, then uploaded, in runOnce) or dropped.
+	held := func() int64 { return int64(buf.Cap() + w.Held()) }
+	defer func() {
+		if data == nil {
+			p.share.setOpen(0)
+		}
+	}()
 	var rollTimer <-chan time.Time
 	var rec segment.Record // reused: Append copies what it keeps
 	records := 0
@@ -242,9 +259,15 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 			if records == 1 {
 				rollTimer = time.After(p.settings.rollAge)
 			}
+			p.share.setOpen(held())
 			if w.Summary().Bytes < p.settings.rollBytes {
 				continue
 			}
+		case <-p.share.roll:
+			if records == 0 {
+				continue // asked for a segment already closed
+			}
+			p.metrics.earlyCloses.WithLabelValues(p.topic).Inc()
 		case cerr, ok := <-errs:
 			if !ok {
 				errs = nil // closed with the consumer: read the messages left
@@ -268,8 +291,11 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 			return nil, sum, nil, ctx.Err()
 		}
 		p.progress.highWater(pc.HighWaterMarkOffset())
-		sum, err = w.Close(0)
-		return buf.Bytes(), sum, stop, err
+		if sum, err = w.Close(0); err != nil {
+			return nil, sum, nil, err
+		}
+		p.share.closing(int64(buf.Cap()))
+		return buf.Bytes(), sum, stop, nil
 	}
 }
 

@@ -133,7 +133,7 @@ func partitionWriter(t *testing.T, brokers []string, topic string, bucket storag
 		t.Fatal(err)
 	}
 	return &partitionBackup{topic: topic, partition: 0, bucket: bucket, client: client, consumer: consumer, metrics: m,
-		settings: settings, progress: newProgress(m).partition(topic, 0)}
+		settings: settings, progress: newProgress(m).partition(topic, 0), budget: newMemoryBudget(DefaultMemoryBudget)}
 }
 
 // runUntilStored runs a partition backup until storage holds up to end,
@@ -263,6 +263,7 @@ func (c *closedConsumer) HighWaterMarkOffset() int64               { return 3 }
 func TestFillStopsWhenTheConsumerCloses(t *testing.T) {
 	m := newMetrics(prometheus.NewRegistry())
 	p := &partitionBackup{topic: "t", metrics: m, progress: newProgress(m).partition("t", 0),
+		budget: newMemoryBudget(DefaultMemoryBudget), share: newMemoryBudget(DefaultMemoryBudget).join(),
 		settings: segmentSettings{codec: segment.CodecNone, rollBytes: 1 << 20, rollAge: time.Minute}}
 	for _, n := range []int{0, 3} {
 		data, sum, stop, err := p.fill(context.Background(), nil, newClosedConsumer(n), 0)

@@ -28,6 +28,7 @@ type streamBackup struct {
 	consumer sarama.Consumer
 	metrics  *metrics
 	progress *progress
+	budget   *memoryBudget
 	// recheck is how often partitions are listed again and the topic
 	// checked again.
 	recheck time.Duration
@@ -102,7 +103,7 @@ func (s *streamBackup) run(ctx context.Context, drain <-chan struct{}) {
 				running[part] = true
 				pb := &partitionBackup{topic: s.topic, partition: part, settings: s.settings, bucket: s.bucket,
 					client: s.client, consumer: s.consumer, metrics: s.metrics, progress: s.progress.partition(s.topic, part),
-					verifyTopic: s.verifyTopic}
+					budget: s.budget, verifyTopic: s.verifyTopic}
 				wg.Go(func() { pb.run(ctx, drain) })
 			}
 		}
