@@ -59,7 +59,7 @@ type BackupOptions struct {
 	StatusInterval time.Duration
 	// Recheck is how often new partitions are looked for and failed
 	// streams checked again.
-	Recheck  time.Duration
+	Recheck time.Duration
 	// MemoryBudget bounds the bytes the worker buffers (segments and Kafka
 	// fetches), whatever the number of partitions; 0 is DefaultMemoryBudget.
 	MemoryBudget int64
