@@ -23,7 +23,9 @@ import (
 func Execute() int {
 	ctx, stop := signalContext()
 	defer stop()
-	if err := NewRootCommand().ExecuteContext(ctx); err != nil {
+	err := NewRootCommand().ExecuteContext(ctx)
+	stopProfiles()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
 		var exit *exitError
 		if errors.As(err, &exit) {
@@ -54,6 +56,7 @@ Deployment and each Restore into a Job; both run "armory worker".`,
 	for _, name := range []string{"v", "vmodule"} {
 		root.PersistentFlags().AddGoFlag(klogFlags.Lookup(name))
 	}
+	addProfileFlags(root)
 	root.AddCommand(newControllerCommand(), newWorkerCommand(), newVersionCommand())
 	return root
 }

@@ -14,10 +14,15 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -31,10 +36,12 @@ import (
 
 	"github.com/kannika/armory/pkg/kafka"
 	"github.com/kannika/armory/pkg/layout"
+	"github.com/kannika/armory/pkg/segment"
 	"github.com/kannika/armory/pkg/storage"
 	"github.com/kannika/armory/pkg/storage/gcs"
 	"github.com/kannika/armory/pkg/storage/volume"
 	"github.com/kannika/armory/pkg/testenv"
+	"github.com/kannika/armory/pkg/worker"
 )
 
 const (
@@ -50,144 +57,282 @@ type result struct {
 	peakRSSMiB     float64
 	compressedMiB  float64
 	segments       int
+	cpuSeconds     float64
+	checked        bool // every stored record decoded and compared
+}
+
+// options say what one bench run measures, and at what sizes.
+type options struct {
+	mib          int    // the main topic's MiB of values
+	rssFactor    int    // the second topic for the RSS comparison is this many times larger
+	wideTopics   int    // topics of the wide backup (3 partitions each)
+	wideMiB      int    // MiB of values across the wide backup
+	only         string // comma-separated scenarios; empty: all
+	profileDir   string // write the workers' CPU and allocation profiles here
+	out          string
+	segmentBench string
+	kcat         bool // the kcat baselines run (false in make test when kcat is missing)
 }
 
 func main() {
-	totalMiB := flag.Int("mib", 1100, "MiB of record values to produce (at least 1024 for the published figures)")
-	out := flag.String("out", filepath.Join(testenv.RepoRoot(), "docs", "BENCHMARKS.md"), "where to write the report")
-	segmentBench := flag.String("segment-bench", "", "output of the pkg/segment benchmarks, included in the report")
+	var o options
+	flag.IntVar(&o.mib, "mib", 1100, "MiB of record values in the main topic (at least 1024 for the published figures)")
+	flag.IntVar(&o.rssFactor, "rss-factor", 4, "the RSS comparison backs up a second topic this many times larger than the main one")
+	flag.IntVar(&o.wideTopics, "wide-topics", 200, "topics of 3 partitions in the wide backup")
+	flag.IntVar(&o.wideMiB, "wide-mib", 600, "MiB of record values across the wide backup's topics")
+	flag.StringVar(&o.only, "only", "", "run only these scenarios, comma-separated: backup, restore, rss, wide")
+	flag.StringVar(&o.profileDir, "profile", "", "write each worker's CPU and allocation profiles (go tool pprof) into this folder")
+	flag.StringVar(&o.out, "out", filepath.Join(testenv.RepoRoot(), "docs", "BENCHMARKS.md"), "where to write the report")
+	flag.StringVar(&o.segmentBench, "segment-bench", "", "output of the pkg/segment benchmarks, included in the report")
+	noKcat := flag.Bool("no-kcat", false, "leave out the kcat baselines (when kcat is not installed)")
 	flag.Parse()
-	if err := run(*totalMiB, *out, *segmentBench); err != nil {
+	o.kcat = !*noKcat
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(totalMiB int, out, segmentBenchFile string) error {
-	ctx := context.Background()
+func (o options) runs(scenario string) bool {
+	return o.only == "" || slices.Contains(strings.Split(o.only, ","), scenario)
+}
+
+// bench is what the scenarios share: the API server, the armory binary, a
+// scratch folder, and the source cluster.
+type bench struct {
+	options
+	ctx     context.Context
+	env     *testenv.Env
+	armory  string
+	dir     string
+	brokers []string
+}
+
+// report is what the run measured, section by section.
+type report struct {
+	records  int64 // of the main topic
+	backups  []result
+	restores []result
+	rss      []result
+	wide     []result
+}
+
+func run(o options) error {
+	b := &bench{options: o, ctx: context.Background()}
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(partitions, topic),
 		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
 	if err != nil {
 		return err
 	}
 	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
-
-	records := int64(totalMiB) << 20 / valueSize
-	fmt.Printf("producing %d records of %d bytes (%d MiB) to %d partitions...\n", records, valueSize, totalMiB, partitions)
-	start := time.Now()
-	if err := produce(brokers, records); err != nil {
+	b.brokers = cluster.ListenAddrs()
+	if b.env, err = testenv.Start(); err != nil {
 		return err
 	}
-	fmt.Printf("produced in %.1fs\n", time.Since(start).Seconds())
-	totalBytes := records * (valueSize + 16) // value + key
-
-	var results []result
-	kc, err := runKcat(brokers, records)
-	if err != nil {
+	defer b.env.Stop()
+	if b.dir, err = os.MkdirTemp("", "armory-bench-"); err != nil {
 		return err
 	}
-	kc.bytes = totalBytes
-	results = append(results, kc)
-
-	env, err := testenv.Start()
-	if err != nil {
-		return err
-	}
-	defer env.Stop()
-	dir, err := os.MkdirTemp("", "armory-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
+	defer os.RemoveAll(b.dir)
 	armory, removeBin, err := testenv.BuildArmory()
 	if err != nil {
 		return err
 	}
 	defer removeBin()
+	b.armory = armory
+	if o.profileDir != "" {
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			return err
+		}
+	}
 
-	vol := filepath.Join(dir, "volume")
+	rep := &report{records: int64(o.mib) << 20 / valueSize}
+	if o.runs("backup") || o.runs("restore") || o.runs("rss") {
+		fmt.Printf("producing %d records of %d bytes (%d MiB) to %d partitions...\n", rep.records, valueSize, o.mib, partitions)
+		start := time.Now()
+		if err := produce(b.brokers, topic, partitions, rep.records); err != nil {
+			return err
+		}
+		fmt.Printf("produced in %.1fs\n", time.Since(start).Seconds())
+	}
+	var zstdVolume string // the zstd volume backup, for the restore
+	if o.runs("backup") || o.runs("restore") || o.runs("rss") {
+		if o.kcat && o.runs("backup") {
+			kc, err := runKcat(b.brokers, topic, rep.records)
+			if err != nil {
+				return err
+			}
+			rep.backups = append(rep.backups, kc)
+		}
+		r, vol, err := b.backupToVolume("volume", "zstd", topic, partitions, rep.records)
+		if err != nil {
+			return err
+		}
+		zstdVolume = vol
+		rep.backups = append(rep.backups, r)
+		rep.rss = append(rep.rss, r)
+	}
+	if o.runs("backup") {
+		for _, codec := range []string{"lz4", "none"} {
+			r, _, err := b.backupToVolume("volume-"+codec, codec, topic, partitions, rep.records)
+			if err != nil {
+				return err
+			}
+			rep.backups = append(rep.backups, r)
+		}
+		r, err := b.backupToGCS(rep.records)
+		if err != nil {
+			return err
+		}
+		rep.backups = append(rep.backups, r)
+	}
+	if o.runs("restore") {
+		if rep.restores, err = b.restores(zstdVolume, rep.records); err != nil {
+			return err
+		}
+	}
+	if o.runs("rss") {
+		const big = "bench.big"
+		if err := cluster.CreateTopic(big, partitions, nil); err != nil {
+			return err
+		}
+		records := rep.records * int64(o.rssFactor)
+		fmt.Printf("producing %d records (%d MiB) to %s...\n", records, o.mib*o.rssFactor, big)
+		if err := produce(b.brokers, big, partitions, records); err != nil {
+			return err
+		}
+		r, _, err := b.backupToVolume("volume-big", "zstd", big, partitions, records)
+		if err != nil {
+			return err
+		}
+		rep.rss = append(rep.rss, r)
+	}
+	if o.runs("wide") {
+		r, err := b.wideBackup()
+		if err != nil {
+			return err
+		}
+		rep.wide = append(rep.wide, r)
+	}
+
+	var segmentBench string
+	if o.segmentBench != "" {
+		data, _ := os.ReadFile(o.segmentBench)
+		segmentBench = string(data)
+	}
+	text := renderReport(o, rep, segmentBench)
+	fmt.Println(text)
+	return os.WriteFile(o.out, []byte(text), 0o644)
+}
+
+// backupToVolume backs topic up into a new volume folder with codec.
+func (b *bench) backupToVolume(name, codec, topic string, parts int, records int64) (result, string, error) {
+	vol := filepath.Join(b.dir, name)
 	vb, err := volume.New(vol)
 	if err != nil {
-		return err
+		return result{}, "", err
 	}
-	r, err := runWorker(ctx, env, armory, "volume", "zstd", brokers, "volume: {capacity: 10Gi}", vol, vb, records)
-	if err != nil {
-		return err
-	}
-	r.bytes = totalBytes
-	results = append(results, r)
+	r, err := b.runWorker(name, codec, []string{topic}, parts, "volume: {capacity: 10Gi}", vol, vb, records)
+	return r, vol, err
+}
 
-	vol2 := filepath.Join(dir, "volume-lz4")
-	vb2, err := volume.New(vol2)
-	if err != nil {
-		return err
-	}
-	r, err = runWorker(ctx, env, armory, "volume-lz4", "lz4", brokers, "volume: {capacity: 10Gi}", vol2, vb2, records)
-	if err != nil {
-		return err
-	}
-	r.bytes = totalBytes
-	results = append(results, r)
-
+func (b *bench) backupToGCS(records int64) (result, error) {
 	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", Port: 0, Writer: io.Discard})
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	defer srv.Stop()
 	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "bench"})
-	gb, err := gcs.New(ctx, gcs.Config{Bucket: "bench", Endpoint: srv.URL()})
+	gb, err := gcs.New(b.ctx, gcs.Config{Bucket: "bench", Endpoint: srv.URL()})
 	if err != nil {
-		return err
+		return result{}, err
 	}
-	r, err = runWorker(ctx, env, armory, "gcs", "zstd", brokers, fmt.Sprintf("gcsBucket: {bucket: bench, endpoint: %q}", srv.URL()), "", gb, records)
-	if err != nil {
-		return err
-	}
-	r.bytes = totalBytes
-	results = append(results, r)
-
-	// Restore: the zstd volume backup into an empty topic of another
-	// cluster, beside kcat -P writing the same records.
-	target, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
-	if err != nil {
-		return err
-	}
-	defer target.Close()
-	if err := target.CreateTopic("bench.kcat", partitions, nil); err != nil {
-		return err
-	}
-	kp, err := runKcatProduce(brokers, target.ListenAddrs(), dir, records)
-	if err != nil {
-		return err
-	}
-	kp.bytes = totalBytes
-	var restores []result
-	restores = append(restores, kp)
-	rr, err := runRestore(ctx, env, armory, target.ListenAddrs(), vol, records)
-	if err != nil {
-		return err
-	}
-	rr.bytes = totalBytes
-	restores = append(restores, rr)
-
-	var segmentBench string
-	if segmentBenchFile != "" {
-		b, _ := os.ReadFile(segmentBenchFile)
-		segmentBench = string(b)
-	}
-	report := renderReport(results, restores, totalMiB, records, segmentBench)
-	fmt.Println(report)
-	return os.WriteFile(out, []byte(report), 0o644)
+	defer gb.Close()
+	return b.runWorker("gcs", "zstd", []string{topic}, partitions, fmt.Sprintf("gcsBucket: {bucket: bench, endpoint: %q}", srv.URL()), "", gb, records)
 }
 
-// produce writes records with 16-byte keys and 1000-byte values that
-// compress about as well as JSON events do.
-func produce(brokers []string, records int64) error {
+// restores restores the zstd volume backup into an empty topic of another
+// cluster, beside kcat -P writing the same records.
+func (b *bench) restores(vol string, records int64) ([]result, error) {
+	target, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
+	if err != nil {
+		return nil, err
+	}
+	defer target.Close()
+	var out []result
+	if b.kcat {
+		if err := target.CreateTopic("bench.kcat", partitions, nil); err != nil {
+			return nil, err
+		}
+		kp, err := runKcatProduce(b.brokers, target.ListenAddrs(), b.dir, records)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, kp)
+	}
+	rr, err := b.runRestore(target.ListenAddrs(), vol, records)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, rr), nil
+}
+
+// wideBackup backs up wideTopics topics of 3 partitions, wideMiB in all, on
+// a cluster of their own, at the default memory budget, and checks every
+// record is stored exactly once.
+func (b *bench) wideBackup() (result, error) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
+	if err != nil {
+		return result{}, err
+	}
+	defer cluster.Close()
+	var topics []string
+	for i := range b.wideTopics {
+		t := fmt.Sprintf("wide.%03d", i)
+		if err := cluster.CreateTopic(t, partitions, nil); err != nil {
+			return result{}, err
+		}
+		topics = append(topics, t)
+	}
+	perTopic := int64(b.wideMiB) << 20 / valueSize / int64(b.wideTopics)
+	fmt.Printf("producing %d records to each of %d topics (%d MiB)...\n", perTopic, b.wideTopics, b.wideMiB)
+	if err := produceTopics(cluster.ListenAddrs(), topics, partitions, perTopic); err != nil {
+		return result{}, err
+	}
+	vol := filepath.Join(b.dir, "wide")
+	vb, err := volume.New(vol)
+	if err != nil {
+		return result{}, err
+	}
+	saved := b.brokers
+	b.brokers = cluster.ListenAddrs()
+	r, err := b.runWorker("wide", "zstd", topics, partitions, "volume: {capacity: 10Gi}", vol, vb, perTopic*int64(len(topics)))
+	b.brokers = saved
+	if err != nil {
+		return result{}, err
+	}
+	r.name = fmt.Sprintf("armory worker --backup → volume (zstd), %d topics × %d partitions, default --memory-budget", len(topics), partitions)
+	if err := checkExactlyOnce(b.ctx, vb, topics, partitions, perTopic); err != nil {
+		return result{}, err
+	}
+	r.checked = true
+	return r, nil
+}
+
+// produce writes records to topic's partitions, round robin.
+func produce(brokers []string, topic string, parts int, records int64) error {
+	return produceTopics(brokers, []string{topic}, parts, records)
+}
+
+// produceTopics writes records to each topic: record i has the key
+// key-<i, 12 digits>, goes to partition i % parts, and has a 1000-byte value
+// that compresses about as well as JSON events do.
+func produceTopics(brokers []string, topics []string, parts int, records int64) error {
 	cfg := sarama.NewConfig()
 	cfg.Version = kafka.Version
 	cfg.Producer.Return.Successes = true
 	cfg.Producer.RequiredAcks = sarama.WaitForLocal
+	cfg.Producer.Partitioner = sarama.NewManualPartitioner
 	cfg.Producer.Flush.Bytes = 1 << 20
 	cfg.Producer.Flush.Frequency = 10 * time.Millisecond
 	cfg.Producer.MaxMessageBytes = 4 << 20
@@ -196,12 +341,14 @@ func produce(brokers []string, records int64) error {
 	if err != nil {
 		return err
 	}
+	defer p.AsyncClose()
 	rng := rand.New(rand.NewPCG(1, 2))
 	words := strings.Fields("user order page view click cart checkout product search session device region price amount currency status")
+	total := records * int64(len(topics))
 	done := make(chan error, 1)
 	go func() {
 		var n int64
-		for {
+		for n < total {
 			select {
 			case <-p.Successes():
 				n++
@@ -209,27 +356,66 @@ func produce(brokers []string, records int64) error {
 				done <- err
 				return
 			}
-			if n == records {
-				done <- nil
-				return
-			}
 		}
+		done <- nil
 	}()
 	for i := range records {
-		var b strings.Builder
-		for b.Len() < valueSize {
-			fmt.Fprintf(&b, `"%s":%d,`, words[rng.IntN(len(words))], rng.IntN(100000))
+		for _, t := range topics {
+			var b strings.Builder
+			for b.Len() < valueSize {
+				fmt.Fprintf(&b, `"%s":%d,`, words[rng.IntN(len(words))], rng.IntN(100000))
+			}
+			value := []byte(b.String())[:valueSize]
+			p.Input() <- &sarama.ProducerMessage{Topic: t, Partition: int32(i % int64(parts)),
+				Key: sarama.StringEncoder(key(i)), Value: sarama.ByteEncoder(value), Timestamp: time.Now()}
 		}
-		value := []byte(b.String())[:valueSize]
-		p.Input() <- &sarama.ProducerMessage{Topic: topic, Partition: int32(i % partitions),
-			Key: sarama.StringEncoder(fmt.Sprintf("key-%012d", i)), Value: sarama.ByteEncoder(value), Timestamp: time.Now()}
 	}
-	err = <-done
-	p.AsyncClose()
-	return err
+	return <-done
 }
 
-func runKcat(brokers []string, records int64) (result, error) {
+func key(i int64) string { return fmt.Sprintf("key-%012d", i) }
+
+// checkExactlyOnce decodes every stored segment of the topics: partition p
+// must hold, from offset 0 with none missing or repeated, the records
+// produceTopics sent it, in order (their keys say which).
+func checkExactlyOnce(ctx context.Context, bkt storage.Bucket, topics []string, parts int, records int64) error {
+	for _, t := range topics {
+		for p := range int32(parts) {
+			st, err := layout.ListPartition(ctx, bkt, t, p)
+			if err != nil {
+				return err
+			}
+			next := int64(0)
+			for _, o := range st.Objects {
+				r, err := bkt.Open(ctx, o.Name)
+				if err != nil {
+					return err
+				}
+				data, err := io.ReadAll(r)
+				r.Close()
+				if err != nil {
+					return err
+				}
+				recs, _, err := segment.Decode(data, o.Name)
+				if err != nil {
+					return err
+				}
+				for _, rec := range recs {
+					if rec.Offset != next || string(rec.Key) != key(next*int64(parts)+int64(p)) {
+						return fmt.Errorf("%s/%d: offset %d key %q where offset %d key %q was due", t, p, rec.Offset, rec.Key, next, key(next*int64(parts)+int64(p)))
+					}
+					next++
+				}
+			}
+			if want := (records - int64(p) + int64(parts) - 1) / int64(parts); next != want {
+				return fmt.Errorf("%s/%d: %d records stored, %d produced", t, p, next, want)
+			}
+		}
+	}
+	return nil
+}
+
+func runKcat(brokers []string, topic string, records int64) (result, error) {
 	fmt.Println("kcat -C to /dev/null...")
 	cmd := exec.Command("kcat", "-C", "-b", strings.Join(brokers, ","), "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k%s\n")
 	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
@@ -250,7 +436,7 @@ func runKcat(brokers []string, records int64) (result, error) {
 	if err := cmd.Wait(); err != nil {
 		return result{}, fmt.Errorf("kcat: %w", err)
 	}
-	return result{name: "kcat -C > /dev/null (baseline)", seconds: elapsed, records: records, peakRSSMiB: peak}, nil
+	return result{name: "kcat -C > /dev/null (baseline)", seconds: elapsed, records: records, bytes: records * (valueSize + 16), peakRSSMiB: peak}, nil
 }
 
 // peakRSS samples a running process's VmHWM (its peak resident set since
@@ -305,11 +491,15 @@ func vmHWM(pid int) float64 {
 	return 0
 }
 
-// runWorker backs the topic up with `armory worker --backup`, from start to
-// every record stored, then SIGTERM.
-func runWorker(ctx context.Context, env *testenv.Env, armory, name, compression string, brokers []string, storageSpec, storagePath string, b storage.Bucket, records int64) (result, error) {
+// runWorker backs topics up with `armory worker --backup`, from its start
+// to every record stored (its records_stored metric), then SIGTERM.
+func (b *bench) runWorker(name, compression string, topics []string, parts int, storageSpec, storagePath string, bkt storage.Bucket, records int64) (result, error) {
 	fmt.Printf("armory worker --backup to %s...\n", name)
 	ns := "bench-" + name
+	var streams strings.Builder
+	for _, t := range topics {
+		fmt.Fprintf(&streams, "  - topic: %s\n", t)
+	}
 	manifest := fmt.Sprintf(`apiVersion: kannika.io/v1alpha
 kind: EventHub
 metadata: {name: kafka}
@@ -328,17 +518,22 @@ spec:
   sink: storage
   compression: {algorithm: %s}
   segmentRolloverTriggers: {timeoutSeconds: 1}
-  streams: [{topic: %s}]
-`, strings.Join(brokers, ","), storageSpec, compression, topic)
-	if err := applyIn(ctx, env, ns, manifest); err != nil {
+  streams:
+%s`, strings.Join(b.brokers, ","), storageSpec, compression, streams.String())
+	if err := applyIn(b.ctx, b.env, ns, manifest); err != nil {
 		return result{}, err
 	}
-	args := []string{"worker", "--backup=bench", "--kubeconfig", env.Kubeconfig, "--namespace", ns,
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0"}
+	metricsAddr, err := freeAddr()
+	if err != nil {
+		return result{}, err
+	}
+	args := []string{"worker", "--backup=bench", "--kubeconfig", b.env.Kubeconfig, "--namespace", ns,
+		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", "0"}
 	if storagePath != "" {
 		args = append(args, "--storage-path", storagePath)
 	}
-	worker := exec.Command(armory, args...)
+	args = append(args, b.profileArgs("backup-"+name)...)
+	worker := exec.Command(b.armory, args...)
 	logFile, err := os.CreateTemp("", "armory-bench-worker-*.log")
 	if err != nil {
 		return result{}, err
@@ -350,40 +545,112 @@ spec:
 		return result{}, err
 	}
 	rss := peakRSS(worker.Process.Pid)
-	per := records / partitions
-	deadline := time.Now().Add(10 * time.Minute)
-	for {
-		stored, segments, compressed := int64(0), 0, int64(0)
-		for p := range int32(partitions) {
-			st, err := layout.ListPartition(ctx, b, topic, p)
+	cpu := cpuTime(worker.Process.Pid)
+	deadline := time.Now().Add(15 * time.Minute)
+	for storedRecords(metricsAddr) < records {
+		if time.Now().After(deadline) {
+			_ = worker.Process.Kill()
+			return result{}, fmt.Errorf("the worker stored %d of %d records in 15 minutes", storedRecords(metricsAddr), records)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	elapsed := time.Since(start).Seconds()
+	cpuSeconds := cpu()
+	_ = worker.Process.Signal(syscall.SIGTERM)
+	waitExited(worker.Process.Pid)
+	peak := rss()
+	if err := worker.Wait(); err != nil {
+		log, _ := os.ReadFile(logFile.Name())
+		return result{}, fmt.Errorf("worker: %w\n%s", err, tail(log))
+	}
+	// What storage holds, from its listing.
+	r := result{name: fmt.Sprintf("armory worker --backup → %s (%s)", strings.SplitN(name, "-", 2)[0], compression), seconds: elapsed,
+		bytes: records * (valueSize + 16), peakRSSMiB: peak, cpuSeconds: cpuSeconds}
+	var compressed int64
+	for _, t := range topics {
+		for p := range int32(parts) {
+			st, err := layout.ListPartition(b.ctx, bkt, t, p)
 			if err != nil {
 				return result{}, err
 			}
-			stored += st.Records
-			segments += len(st.Objects)
+			r.records += st.Records
+			r.segments += len(st.Objects)
 			for _, o := range st.Objects {
-				if a, err := b.Attributes(ctx, o.Name); err == nil {
+				if a, err := bkt.Attributes(b.ctx, o.Name); err == nil {
 					compressed += a.Size
 				}
 			}
 		}
-		if stored >= per*partitions {
-			elapsed := time.Since(start).Seconds()
-			_ = worker.Process.Signal(syscall.SIGTERM)
-			waitExited(worker.Process.Pid)
-			peak := rss()
-			if err := worker.Wait(); err != nil {
-				return result{}, fmt.Errorf("worker: %w", err)
-			}
-			return result{name: fmt.Sprintf("armory worker --backup → %s (%s)", strings.TrimSuffix(name, "-lz4"), compression), seconds: elapsed, records: stored,
-				peakRSSMiB: peak, compressedMiB: float64(compressed) / (1 << 20), segments: segments}, nil
-		}
-		if time.Now().After(deadline) {
-			_ = worker.Process.Kill()
-			return result{}, fmt.Errorf("the worker stored %d of %d records in 10 minutes", stored, records)
-		}
-		time.Sleep(250 * time.Millisecond)
 	}
+	r.compressedMiB = float64(compressed) / (1 << 20)
+	if r.records != records {
+		return result{}, fmt.Errorf("%s: storage lists %d records, %d were produced", name, r.records, records)
+	}
+	return r, nil
+}
+
+// profileArgs are the worker flags that write its profiles, with -profile.
+func (b *bench) profileArgs(name string) []string {
+	if b.profileDir == "" {
+		return nil
+	}
+	return []string{"--cpu-profile", filepath.Join(b.profileDir, name+".cpu.pprof"),
+		"--alloc-profile", filepath.Join(b.profileDir, name+".alloc.pprof")}
+}
+
+var storedLine = regexp.MustCompile(`(?m)^armory_worker_records_stored_total\{[^}]*\} (\S+)$`)
+
+// storedRecords is the sum of the worker's records_stored_total, or 0.
+func storedRecords(addr string) int64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var n float64
+	for _, m := range storedLine.FindAllStringSubmatch(string(body), -1) {
+		v, _ := strconv.ParseFloat(m[1], 64)
+		n += v
+	}
+	return int64(n)
+}
+
+// freeAddr is a loopback address nothing listens on now.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// cpuTime returns a function that reads a running process's user + system
+// CPU seconds (/proc/PID/stat).
+func cpuTime(pid int) func() float64 {
+	return func() float64 {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return 0
+		}
+		// Fields after the command's closing parenthesis; utime and
+		// stime are the 12th and 13th of those.
+		fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+		if len(fields) < 13 {
+			return 0
+		}
+		ut, _ := strconv.ParseFloat(fields[11], 64)
+		st, _ := strconv.ParseFloat(fields[12], 64)
+		return (ut + st) / 100 // USER_HZ
+	}
+}
+
+func tail(b []byte) string {
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
 }
 
 // runKcatProduce dumps each partition with kcat -C to a file, then times
@@ -435,12 +702,12 @@ func runKcatProduce(source, target []string, dir string, records int64) (result,
 		}
 	}
 	return result{name: fmt.Sprintf("%d × kcat -P from files, acks=all, idempotent (baseline)", partitions), seconds: time.Since(start).Seconds(),
-		records: records, peakRSSMiB: peak}, nil
+		records: records, bytes: records * (valueSize + 16), peakRSSMiB: peak}, nil
 }
 
 // runRestore restores the volume backup with `armory worker --restore` into
 // a topic it creates on the target cluster, from start to exit 0.
-func runRestore(ctx context.Context, env *testenv.Env, armory string, target []string, storagePath string, records int64) (result, error) {
+func (b *bench) runRestore(target []string, storagePath string, records int64) (result, error) {
 	fmt.Println("armory worker --restore from the volume...")
 	ns := "bench-restore"
 	manifest := fmt.Sprintf(`apiVersion: kannika.io/v1alpha
@@ -464,11 +731,12 @@ spec:
     createTopics: true
     topics: [{source: %s, target: bench.restored}]
 `, strings.Join(target, ","), topic)
-	if err := applyIn(ctx, env, ns, manifest); err != nil {
+	if err := applyIn(b.ctx, b.env, ns, manifest); err != nil {
 		return result{}, err
 	}
-	worker := exec.Command(armory, "worker", "--restore=bench", "--kubeconfig", env.Kubeconfig, "--namespace", ns,
-		"--storage-path", storagePath, "--metrics-bind-address", "0", "--health-probe-bind-address", "0")
+	args := []string{"worker", "--restore=bench", "--kubeconfig", b.env.Kubeconfig, "--namespace", ns,
+		"--storage-path", storagePath, "--metrics-bind-address", "0", "--health-probe-bind-address", "0"}
+	worker := exec.Command(b.armory, append(args, b.profileArgs("restore")...)...)
 	logFile, err := os.CreateTemp("", "armory-bench-restore-*.log")
 	if err != nil {
 		return result{}, err
@@ -480,48 +748,92 @@ spec:
 		return result{}, err
 	}
 	rss := peakRSS(worker.Process.Pid)
+	cpu := cpuTime(worker.Process.Pid)
+	var cpuSeconds float64
 	waitExited(worker.Process.Pid)
 	elapsed := time.Since(start).Seconds()
+	cpuSeconds = cpu()
 	peak := rss()
 	if err := worker.Wait(); err != nil {
 		log, _ := os.ReadFile(logFile.Name())
-		return result{}, fmt.Errorf("restore worker: %w\n%s", err, log)
+		return result{}, fmt.Errorf("restore worker: %w\n%s", err, tail(log))
 	}
-	return result{name: "armory worker --restore ← volume (zstd), transactions, createTopics", seconds: elapsed, records: records, peakRSSMiB: peak}, nil
+	return result{name: "armory worker --restore ← volume (zstd), transactions, createTopics", seconds: elapsed, records: records,
+		bytes: records * (valueSize + 16), peakRSSMiB: peak, cpuSeconds: cpuSeconds}, nil
 }
 
-func renderReport(results, restores []result, totalMiB int, records int64, segmentBench string) string {
+func renderReport(o options, rep *report, segmentBench string) string {
 	var b strings.Builder
 	host, _ := os.Hostname()
-	fmt.Fprintf(&b, "# Benchmarks\n\nProduced by `make bench` (`go run ./scripts/bench`) on %s, %s, %d cores, %s; ",
-		time.Now().UTC().Format("2006-01-02"), runtime.GOARCH, runtime.NumCPU(), runtime.Version())
-	fmt.Fprintf(&b, "host %q. Every figure below was printed by that run; rerun it to refresh this page.\n\n", host)
-	fmt.Fprintf(&b, "## Backup of a %d MiB topic\n\n", totalMiB)
-	fmt.Fprintf(&b, "%d records (16-byte key, %d-byte JSON-like value), %d partitions, on kfake with 3 brokers sharing the machine's cores "+
-		"with the reader. Each reader starts from the beginning of the topic; the worker's time runs from its start to every record "+
-		"stored (volume: fsynced files; GCS: fake-gcs-server in memory, a correctness stand-in, not a speed reference), with "+
-		"the compression shown, 16 MiB segments and a 1 s rollover timeout (so up to about 1 s of the last segment's wait is included).\n\n",
-		records, valueSize, partitions)
-	b.WriteString("| reader | seconds | MB/s | records/s | peak RSS MiB | stored MiB | segments |\n|---|---|---|---|---|---|---|\n")
-	for _, r := range results {
-		stored, segments := "", ""
-		if r.segments > 0 {
-			stored, segments = fmt.Sprintf("%.0f", r.compressedMiB), fmt.Sprint(r.segments)
+	fmt.Fprintf(&b, "# Benchmarks\n\nProduced by `make bench` (`go run ./scripts/bench %s`) on %s, %s, %d cores, %s; ",
+		strings.Join(os.Args[1:], " "), time.Now().UTC().Format("2006-01-02"), runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	fmt.Fprintf(&b, "host %q. Every figure below was printed by that run; rerun it to refresh this page. "+
+		"MB/s counts keys and values (10^6 bytes). Peak RSS is the process's VmHWM (/proc/PID/status), sampled every 20 ms until it exits; "+
+		"CPU is its user + system seconds until the last record was stored (backups) or it exited (restores).\n\n", host)
+	ratio := func(r, base result) string {
+		if base.seconds == 0 {
+			return ""
 		}
-		fmt.Fprintf(&b, "| %s | %.1f | %.0f | %.0f | %.0f | %s | %s |\n", r.name, r.seconds,
-			float64(r.bytes)/r.seconds/1e6, float64(r.records)/r.seconds, r.peakRSSMiB, stored, segments)
+		return fmt.Sprintf("%.2f×", base.seconds/r.seconds)
 	}
-	b.WriteString("\nMB/s counts keys and values (10^6 bytes). Peak RSS is the process's VmHWM (/proc/PID/status), sampled every 20 ms until it exits.\n")
-	if len(restores) > 0 {
+	if len(rep.backups) > 0 {
+		fmt.Fprintf(&b, "## Backup of a %d MiB topic\n\n", o.mib)
+		fmt.Fprintf(&b, "%d records (16-byte key, %d-byte JSON-like value), %d partitions, on kfake with 3 brokers sharing the machine's cores "+
+			"with the reader. Each reader starts from the beginning of the topic; the worker's time runs from its start (API reads, Lease, "+
+			"connecting) to every record stored (volume: fsynced files; GCS: fake-gcs-server in memory, a correctness stand-in, not a speed "+
+			"reference), with the compression shown, the default 16 MiB segments, the default --memory-budget, and a 1 s rollover timeout "+
+			"(so up to about 1 s of the last segment's wait is included).\n\n", rep.records, valueSize, partitions)
+		base := result{}
+		if strings.Contains(rep.backups[0].name, "baseline") {
+			base = rep.backups[0]
+		}
+		b.WriteString("| reader | seconds | MB/s | records/s | vs kcat | CPU s | peak RSS MiB | stored MiB | segments |\n|---|---|---|---|---|---|---|---|---|\n")
+		for _, r := range rep.backups {
+			stored, segments := "", ""
+			if r.segments > 0 {
+				stored, segments = fmt.Sprintf("%.0f", r.compressedMiB), fmt.Sprint(r.segments)
+			}
+			fmt.Fprintf(&b, "| %s | %.1f | %.0f | %.0f | %s | %s | %.0f | %s | %s |\n", r.name, r.seconds,
+				float64(r.bytes)/r.seconds/1e6, float64(r.records)/r.seconds, ratio(r, base), cpuCell(r), r.peakRSSMiB, stored, segments)
+		}
+	}
+	if len(rep.restores) > 0 {
 		fmt.Fprintf(&b, "\n## Restore of that backup\n\nThe zstd volume backup above restored into an empty topic of a second kfake cluster (3 brokers, same machine). "+
 			"The baseline is one `kcat -P` per partition (run in parallel, acks=all, idempotent, librdkafka defaults otherwise) writing the same keys and "+
 			"values from files that `kcat -C` dumped beforehand (the dump is not timed). The worker's time runs from its start (API reads, Lease, planning, "+
-			"creating the topic, the exactly-once claim) to its exit after the last transaction committed; transactions at the defaults "+
-			"(50,000 records, 32 MiB or 2 s), 8 partitions read at once. Peak RSS of the baseline is the sum of its processes'.\n\n")
-		b.WriteString("| writer | seconds | MB/s | records/s | peak RSS MiB |\n|---|---|---|---|---|\n")
-		for _, r := range restores {
-			fmt.Fprintf(&b, "| %s | %.1f | %.0f | %.0f | %.0f |\n", r.name, r.seconds, float64(r.bytes)/r.seconds/1e6, float64(r.records)/r.seconds, r.peakRSSMiB)
+			"creating the topic, the exactly-once claim) to its exit after the last transaction committed; transactions at the defaults. "+
+			"Peak RSS of the baseline is the sum of its processes'.\n\n")
+		base := result{}
+		if strings.Contains(rep.restores[0].name, "baseline") {
+			base = rep.restores[0]
 		}
+		b.WriteString("| writer | seconds | MB/s | records/s | vs kcat -P | CPU s | peak RSS MiB |\n|---|---|---|---|---|---|---|\n")
+		for _, r := range rep.restores {
+			fmt.Fprintf(&b, "| %s | %.1f | %.0f | %.0f | %s | %s | %.0f |\n", r.name, r.seconds, float64(r.bytes)/r.seconds/1e6,
+				float64(r.records)/r.seconds, ratio(r, base), cpuCell(r), r.peakRSSMiB)
+		}
+	}
+	if len(rep.rss) == 2 {
+		small, big := rep.rss[0], rep.rss[1]
+		fmt.Fprintf(&b, "\n## Memory does not grow with the topic\n\nThe zstd volume backup of the %d MiB topic above, and the same backup "+
+			"(same settings) of a topic %d times larger:\n\n", o.mib, o.rssFactor)
+		b.WriteString("| topic | records | seconds | MB/s | peak RSS MiB |\n|---|---|---|---|---|\n")
+		for i, r := range []result{small, big} {
+			fmt.Fprintf(&b, "| %d MiB | %d | %.1f | %.0f | %.0f |\n", o.mib*[]int{1, o.rssFactor}[i], r.records, r.seconds, float64(r.bytes)/r.seconds/1e6, r.peakRSSMiB)
+		}
+		fmt.Fprintf(&b, "\nPeak RSS ratio, %d× the data: **%.2f**.\n", o.rssFactor, big.peakRSSMiB/small.peakRSSMiB)
+	}
+	if len(rep.wide) > 0 {
+		r := rep.wide[0]
+		fmt.Fprintf(&b, "\n## A wide backup: %d topics × %d partitions\n\n%d MiB of the same records across %d partitions on a kfake cluster of "+
+			"their own, backed up to a volume at the default --memory-budget (%d MiB), zstd, 16 MiB segments, 1 s rollover timeout. ",
+			o.wideTopics, partitions, o.wideMiB, o.wideTopics*partitions, worker.DefaultMemoryBudget>>20)
+		if r.checked {
+			b.WriteString("After the run every stored segment was decoded: each partition holds its records from offset 0, in order, none missing or repeated.")
+		}
+		b.WriteString("\n\n| backup | records | seconds | MB/s | CPU s | peak RSS MiB | stored MiB | segments |\n|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| %s | %d | %.1f | %.0f | %s | %.0f | %.0f | %d |\n", r.name, r.records, r.seconds, float64(r.bytes)/r.seconds/1e6,
+			cpuCell(r), r.peakRSSMiB, r.compressedMiB, r.segments)
 	}
 	if segmentBench != "" {
 		b.WriteString("\n## Segment codec\n\n`go test -run '^$' -bench . -benchmem ./pkg/segment` (10,000 records of 1 KiB JSON, a key and a header; ratio = uncompressed / encoded):\n\n```\n")
@@ -529,6 +841,13 @@ func renderReport(results, restores []result, totalMiB int, records int64, segme
 		b.WriteString("\n```\n")
 	}
 	return b.String()
+}
+
+func cpuCell(r result) string {
+	if r.cpuSeconds == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.1f", r.cpuSeconds)
 }
 
 // applyIn creates namespace ns and applies manifest in it with kubectl.
