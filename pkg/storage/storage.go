@@ -46,6 +46,14 @@ type Bucket interface {
 	Close() error
 }
 
+// InMemory is a Create source held entirely in memory, so reading it cannot
+// fail midway (a GCS upload must never commit a source cut short).
+// *bytes.Reader is one; other sources are read in full first.
+type InMemory interface {
+	io.Reader
+	InMemory()
+}
+
 // TempRemover is a Bucket whose writers leave temporary files behind when
 // they are killed mid-write (a volume: a temporary file, then a link).
 type TempRemover interface {

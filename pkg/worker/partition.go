@@ -151,6 +151,7 @@ func (p *partitionBackup) runOnce(ctx context.Context, drain <-chan struct{}) er
 		}
 		if data != nil {
 			err := p.upload(ctx, data, sum)
+			data.Release()
 			p.share.uploaded()
 			if err != nil {
 				return err
@@ -210,24 +211,26 @@ func (p *partitionBackup) storeGap(ctx context.Context, start, end int64) error 
 // fill reads records into a new segment starting at position start until it
 // reaches the size or age limit, the memory budget asks for it, drain is
 // closed, or Kafka reports an error.
-// It returns the encoded segment (nil if no record was read), and stop when
+// It returns the encoded segment (nil if no record was read; the caller
+// releases it once uploaded), and stop when
 // this run must end once the segment is uploaded: errDrained, or the
 // consumer's error. Records already read are uploaded even then, so that
 // nothing read is lost to, say, retention removing what follows.
-func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sarama.PartitionConsumer, start int64) (data []byte, sum segment.Summary, stop, err error) {
-	var buf bytes.Buffer
-	w, err := segment.NewWriter(&buf, p.settings.codec, p.partition, start, p.budget.blockSize())
-	if err != nil {
-		return nil, sum, nil, err
-	}
+func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sarama.PartitionConsumer, start int64) (data *segmentBuffer, sum segment.Summary, stop, err error) {
+	buf := &segmentBuffer{}
 	// What the open segment holds counts in the budget until it is
 	// uploaded (closing, then uploaded, in runOnce) or dropped.
-	held := func() int64 { return int64(buf.Cap() + w.Held()) }
 	defer func() {
 		if data == nil {
+			buf.Release()
 			p.share.setOpen(0)
 		}
 	}()
+	w, err := segment.NewWriter(buf, p.settings.codec, p.partition, start, p.budget.blockSize())
+	if err != nil {
+		return nil, sum, nil, err
+	}
+	held := func() int64 { return int64(buf.Held() + w.Held()) }
 	var rollTimer <-chan time.Time
 	var rec segment.Record // reused: Append copies what it keeps
 	records := 0
@@ -294,8 +297,8 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 		if sum, err = w.Close(0); err != nil {
 			return nil, sum, nil, err
 		}
-		p.share.closing(int64(buf.Cap()))
-		return buf.Bytes(), sum, stop, nil
+		p.share.closing(int64(buf.Held()))
+		return buf, sum, stop, nil
 	}
 }
 
@@ -331,7 +334,7 @@ func (p *partitionBackup) countAdopted(state *layout.PartitionState) {
 // upload stores a segment under its start position. The segment counts as
 // backed up only when Create returns nil; storage.ErrExists means another
 // writer got there first.
-func (p *partitionBackup) upload(ctx context.Context, data []byte, sum segment.Summary) error {
+func (p *partitionBackup) upload(ctx context.Context, data *segmentBuffer, sum segment.Summary) error {
 	name := layout.SegmentName(p.topic, p.partition, sum.Start)
 	if p.verifyTopic != nil {
 		if err := p.verifyTopic(); err != nil {
@@ -339,7 +342,7 @@ func (p *partitionBackup) upload(ctx context.Context, data []byte, sum segment.S
 		}
 	}
 	began := time.Now()
-	if err := p.bucket.Create(ctx, name, bytes.NewReader(data), layout.SegmentMetadata(sum)); err != nil {
+	if err := p.bucket.Create(ctx, name, data.Reader(), layout.SegmentMetadata(sum)); err != nil {
 		return storageError{fmt.Errorf("upload %s: %w", name, err)}
 	}
 	took := time.Since(began)
@@ -350,6 +353,6 @@ func (p *partitionBackup) upload(ctx context.Context, data []byte, sum segment.S
 	p.counted = sum.End
 	p.progress.uploaded(sum, time.Now())
 	klog.FromContext(ctx).Info("Uploaded segment", "object", name, "records", sum.Records,
-		"offsets", fmt.Sprintf("%d-%d", sum.Start, sum.End-1), "bytes", sum.Bytes, "compressed", len(data), "took", took)
+		"offsets", fmt.Sprintf("%d-%d", sum.Start, sum.End-1), "bytes", sum.Bytes, "compressed", data.Len(), "took", took)
 	return nil
 }

@@ -39,6 +39,7 @@ func TestStaleWriterIsFencedByStorage(t *testing.T) {
 			segmentSettings{codec: segment.CodecZstd, rollBytes: 1 << 30, rollAge: 300 * time.Millisecond})
 	}
 	stale, fresh := writer(), writer()
+	stale.share = stale.budget.join() // fill is called without run, which joins
 
 	// The stale writer reads everything from position 0 into a segment...
 	pc, _, err := stale.consume(ctx, 0)
@@ -262,8 +263,9 @@ func (c *closedConsumer) HighWaterMarkOffset() int64               { return 3 }
 // what was read (no panic, no busy loop), and say why.
 func TestFillStopsWhenTheConsumerCloses(t *testing.T) {
 	m := newMetrics(prometheus.NewRegistry())
+	budget := newMemoryBudget(DefaultMemoryBudget)
 	p := &partitionBackup{topic: "t", metrics: m, progress: newProgress(m).partition("t", 0),
-		budget: newMemoryBudget(DefaultMemoryBudget), share: newMemoryBudget(DefaultMemoryBudget).join(),
+		budget: budget, share: budget.join(),
 		settings: segmentSettings{codec: segment.CodecNone, rollBytes: 1 << 20, rollAge: time.Minute}}
 	for _, n := range []int{0, 3} {
 		data, sum, stop, err := p.fill(context.Background(), nil, newClosedConsumer(n), 0)
@@ -271,7 +273,7 @@ func TestFillStopsWhenTheConsumerCloses(t *testing.T) {
 			t.Errorf("%d messages: err %v, stop %v; want stop errConsumerClosed", n, err, stop)
 		}
 		if sum.Records != int64(n) || (n == 0) != (data == nil) {
-			t.Errorf("%d messages: a segment of %d records (data %d bytes)", n, sum.Records, len(data))
+			t.Errorf("%d messages: a segment of %d records (data %v)", n, sum.Records, data)
 		}
 	}
 }

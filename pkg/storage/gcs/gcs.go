@@ -110,7 +110,8 @@ func (b *Bucket) Create(ctx context.Context, name string, data io.Reader, metada
 	// The upload must never see a source that fails midway: the GCS writer
 	// can commit what it was given so far as a whole object. Segments are
 	// in memory already; any other source is read in full first.
-	if _, inMemory := data.(*bytes.Reader); !inMemory {
+	_, isBytes := data.(*bytes.Reader)
+	if _, inMemory := data.(storage.InMemory); !isBytes && !inMemory {
 		buf, err := io.ReadAll(data)
 		if err != nil {
 			return fmt.Errorf("upload %s: read the object: %w", name, err)
