@@ -5,7 +5,7 @@ GO ?= go
 # Go test flags; e.g. make test TESTFLAGS='-run TestExamples -v'
 TESTFLAGS ?=
 
-.PHONY: all build generate verify lint test k8s-binaries bench demo image clean help
+.PHONY: all build generate verify lint test k8s-binaries bench bench-quick demo image clean help
 
 all: build
 
@@ -17,7 +17,8 @@ help:
 	@echo "make verify     fail if generated code or CRDs are stale"
 	@echo "make lint       gofmt, go vet, and the product's dependency rules"
 	@echo "make test       verify + lint + every test, against a real kube-apiserver"
-	@echo "make bench      backup throughput and memory beside kcat → docs/BENCHMARKS.md"
+	@echo "make bench      backup and restore throughput and memory beside kcat → docs/BENCHMARKS.md (PROFILE=dir: pprof files)"
+	@echo "make bench-quick  the same on small sizes (about 2 minutes) → bin/BENCHMARKS-quick.md"
 
 # The version and commit `armory version` prints.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -66,9 +67,21 @@ demo: build k8s-binaries
 clean:
 	rm -rf bin
 
-# Throughput and memory, side by side with kcat, written to docs/BENCHMARKS.md.
-# Not part of make test. Installs kcat from Debian if missing.
+# Throughput and memory, side by side with kcat, written to docs/BENCHMARKS.md
+# (about 10 minutes). Not part of make test, which runs the same code once at
+# a tiny size (scripts/bench/bench_test.go). Installs kcat from Debian if
+# missing. PROFILE=dir writes each worker's CPU and allocation profiles there
+# (go tool pprof -top dir/backup-volume.cpu.pprof).
+PROFILE ?=
+BENCHFLAGS ?=
 bench: k8s-binaries
 	command -v kcat >/dev/null || (apt-get update && apt-get install -y kcat)
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/segment | grep -E '^(Benchmark|goos|goarch|cpu)' > /tmp/armory-segment-bench.txt
-	KUBEBUILDER_ASSETS="$$(scripts/k8s-binaries.sh)" $(GO) run ./scripts/bench -segment-bench /tmp/armory-segment-bench.txt
+	KUBEBUILDER_ASSETS="$$(scripts/k8s-binaries.sh)" $(GO) run ./scripts/bench -segment-bench /tmp/armory-segment-bench.txt \
+		$(if $(PROFILE),-profile $(PROFILE)) $(BENCHFLAGS)
+
+bench-quick: k8s-binaries
+	mkdir -p bin
+	command -v kcat >/dev/null || (apt-get update && apt-get install -y kcat)
+	KUBEBUILDER_ASSETS="$$(scripts/k8s-binaries.sh)" $(GO) run ./scripts/bench -mib 64 -wide-topics 20 -wide-mib 40 \
+		-out bin/BENCHMARKS-quick.md $(if $(PROFILE),-profile $(PROFILE)) $(BENCHFLAGS)

@@ -180,6 +180,32 @@ func run(o options) error {
 			}
 			rep.backups = append(rep.backups, r)
 		}
+		// The disk bounds a volume backup: its own speed, and the worker
+		// on a volume in memory, show what is the disk's and what the
+		// worker's.
+		dd, err := runDD(b.dir, rep.records*(valueSize+16))
+		if err != nil {
+			return err
+		}
+		rep.backups = append(rep.backups, dd)
+		if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+			shm, err := os.MkdirTemp("/dev/shm", "armory-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(shm)
+			saved := b.dir
+			b.dir = shm
+			for _, codec := range []string{"zstd", "lz4", "none"} {
+				r, vol, err := b.backupToVolume("tmpfs-"+codec, codec, topic, partitions, rep.records)
+				if err != nil {
+					return err
+				}
+				_ = os.RemoveAll(vol) // memory: keep only one at a time
+				rep.backups = append(rep.backups, r)
+			}
+			b.dir = saved
+		}
 		r, err := b.backupToGCS(rep.records)
 		if err != nil {
 			return err
@@ -564,7 +590,11 @@ spec:
 		return result{}, fmt.Errorf("worker: %w\n%s", err, tail(log))
 	}
 	// What storage holds, from its listing.
-	r := result{name: fmt.Sprintf("armory worker --backup → %s (%s)", strings.SplitN(name, "-", 2)[0], compression), seconds: elapsed,
+	where := strings.SplitN(name, "-", 2)[0]
+	if where == "tmpfs" {
+		where = "volume on tmpfs"
+	}
+	r := result{name: fmt.Sprintf("armory worker --backup → %s (%s)", where, compression), seconds: elapsed,
 		bytes: records * (valueSize + 16), peakRSSMiB: peak, cpuSeconds: cpuSeconds}
 	var compressed int64
 	for _, t := range topics {
@@ -587,6 +617,21 @@ spec:
 		return result{}, fmt.Errorf("%s: storage lists %d records, %d were produced", name, r.records, records)
 	}
 	return r, nil
+}
+
+// runDD writes n bytes to a file in dir with dd and fsyncs it: the disk's
+// own write speed, which a volume backup cannot beat.
+func runDD(dir string, n int64) (result, error) {
+	fmt.Println("dd to the volume's disk...")
+	f := filepath.Join(dir, "dd.bin")
+	defer os.Remove(f)
+	cmd := exec.Command("dd", "if=/dev/zero", "of="+f, "bs=64k", fmt.Sprintf("count=%d", n/(64<<10)), "conv=fsync", "status=none")
+	cmd.Stderr = os.Stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return result{}, fmt.Errorf("dd: %w", err)
+	}
+	return result{name: "dd bs=64k conv=fsync to the volume's disk (the disk's speed)", seconds: time.Since(start).Seconds(), bytes: n / (64 << 10) * (64 << 10)}, nil
 }
 
 // profileArgs are the worker flags that write its profiles, with -profile.
@@ -793,8 +838,15 @@ func renderReport(o options, rep *report, segmentBench string) string {
 			if r.segments > 0 {
 				stored, segments = fmt.Sprintf("%.0f", r.compressedMiB), fmt.Sprint(r.segments)
 			}
-			fmt.Fprintf(&b, "| %s | %.1f | %.0f | %.0f | %s | %s | %.0f | %s | %s |\n", r.name, r.seconds,
-				float64(r.bytes)/r.seconds/1e6, float64(r.records)/r.seconds, ratio(r, base), cpuCell(r), r.peakRSSMiB, stored, segments)
+			perSecond, rss := "", ""
+			if r.records > 0 {
+				perSecond = fmt.Sprintf("%.0f", float64(r.records)/r.seconds)
+			}
+			if r.peakRSSMiB > 0 {
+				rss = fmt.Sprintf("%.0f", r.peakRSSMiB)
+			}
+			fmt.Fprintf(&b, "| %s | %.1f | %.0f | %s | %s | %s | %s | %s | %s |\n", r.name, r.seconds,
+				float64(r.bytes)/r.seconds/1e6, perSecond, ratio(r, base), cpuCell(r), rss, stored, segments)
 		}
 	}
 	if len(rep.restores) > 0 {
