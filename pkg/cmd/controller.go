@@ -103,6 +103,7 @@ func (o *controllerOptions) run(ctx context.Context) error {
 
 	reg := endpoints.NewRegistry()
 	controller.RegisterWorkqueueMetrics(reg)
+	controller.RegisterRequestMetrics(reg)
 	c, err := controller.New(kube, armory, controller.Options{
 		Namespace: o.cluster.namespace,
 		Backup:    backup.Config{Image: image},

@@ -110,7 +110,7 @@ resume from what was committed.`,
 		"Restores: how many partitions are read at once; each holds up to about 2 MiB.")
 	o.memoryBudget.Quantity = *resource.NewQuantity(worker.DefaultMemoryBudget, resource.BinarySI)
 	f.Var(&o.memoryBudget, "memory-budget",
-		"Backups: the memory the worker's buffers may use (open segments, uploads, Kafka fetches), whatever the number of partitions; segments close early when it is full. The process stays within about this plus 64 MiB.")
+		"Backups: the memory the worker's buffers may use (open segments, uploads, Kafka fetches), whatever the number of partitions; segments close early when it is full. The process stays within about this plus 64 MiB (docs/worker.md#memory).")
 	f.StringVar(&o.metricsAddress, "metrics-bind-address", ":8080",
 		"Address of the Prometheus /metrics endpoint; \"0\" turns it off.")
 	f.StringVar(&o.healthProbeAddress, "health-probe-bind-address", ":8081",
@@ -213,8 +213,10 @@ func (o *workerOptions) runRestore(ctx context.Context) error {
 }
 
 // memoryLimitHeadroom is what the process needs beyond its buffers: the Go
-// runtime, the clients, the informer's cache, goroutine stacks.
-const memoryLimitHeadroom = 64 << 20
+// runtime, the clients, the informer's cache, goroutine stacks. Go's memory
+// limit is the budget plus this; RSS runs a little above the limit (memory
+// the runtime has not returned yet, and what is not Go's heap).
+const memoryLimitHeadroom = 32 << 20
 
 func (o *workerOptions) runBackup(ctx context.Context) error {
 	e, err := o.start(ctx, "Backup")

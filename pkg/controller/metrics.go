@@ -1,9 +1,11 @@
 package controller
 
 import (
+	"context"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	clientmetrics "k8s.io/client-go/tools/metrics"
 	"k8s.io/client-go/util/workqueue"
 )
 
@@ -93,4 +95,28 @@ func (p *workqueueMetrics) NewLongestRunningProcessorSecondsMetric(q string) wor
 
 func (p *workqueueMetrics) NewRetriesMetric(q string) workqueue.CounterMetric {
 	return p.counter("retries_total", "Items requeued after a failed sync.", q)
+}
+
+var registerRequestMetrics sync.Once
+
+// RegisterRequestMetrics counts client-go's requests to the API server in
+// reg, as armory_kube_api_requests_total{method, code}: what the controller
+// costs the API server, which must be near zero writes while nothing
+// changes. client-go takes one such metric per process: the first call
+// counts.
+func RegisterRequestMetrics(reg prometheus.Registerer) {
+	registerRequestMetrics.Do(func() {
+		requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "armory_kube_api_requests_total",
+			Help: "Requests to the Kubernetes API server, by HTTP method and status code.",
+		}, []string{"method", "code"})
+		reg.MustRegister(requests)
+		clientmetrics.Register(clientmetrics.RegisterOpts{RequestResult: requestResult{requests}})
+	})
+}
+
+type requestResult struct{ requests *prometheus.CounterVec }
+
+func (r requestResult) Increment(_ context.Context, code, method, _ string) {
+	r.requests.WithLabelValues(method, code).Inc()
 }

@@ -26,6 +26,30 @@ type Writer struct {
 	err        error
 }
 
+// blockBuffers hold the open blocks of closed Writers for new ones: a
+// worker opens a segment after each upload, and each would otherwise grow a
+// block from nothing.
+var blockBuffers sync.Pool // *[]byte
+
+// getBlock returns an empty block buffer for blocks of size bytes, with
+// room for the record that crosses the size (and not much more: what a
+// Writer holds counts in a worker's memory budget).
+func getBlock(size int) []byte {
+	if b, ok := blockBuffers.Get().(*[]byte); ok && cap(*b) >= size && cap(*b) <= 2*size {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, size+size/4)
+}
+
+// putBlock keeps a block buffer for another Writer, unless a large record
+// made it much larger than blocks are.
+func putBlock(b []byte) {
+	if cap(b) <= 2*DefaultBlockSize {
+		b = b[:0]
+		blockBuffers.Put(&b)
+	}
+}
+
 // compressBuffers hold blocks' compressed copies while they are written:
 // shared by every Writer, so that a partition's open segment holds only its
 // uncompressed block, not a compressed copy too.
@@ -44,7 +68,7 @@ func NewWriter(w io.Writer, codec Codec, partition int32, start int64, blockSize
 	if blockSize <= 0 {
 		blockSize = DefaultBlockSize
 	}
-	sw := &Writer{w: w, codec: codec, blockSize: blockSize,
+	sw := &Writer{w: w, codec: codec, blockSize: blockSize, block: getBlock(blockSize),
 		summary: Summary{Partition: partition, Codec: codec, Start: start, End: start}}
 	var h [headerSize]byte
 	putHeader(h[:], codec, partition, start)
@@ -173,6 +197,8 @@ func (sw *Writer) Close(end int64) (Summary, error) {
 	if err := sw.flushBlock(); err != nil {
 		return sw.summary, err
 	}
+	putBlock(sw.block)
+	sw.block = nil
 	sw.summary.End = end
 	var t [trailerSize]byte
 	putTrailer(t[:], sw.summary)

@@ -14,17 +14,19 @@ const MinMemoryBudget = 8 << 20
 
 // Limits of the sizes derived from the budget.
 const (
-	minBlockSize = 64 << 10
-	minRollSize  = 64 << 10
+	minBlockSize = 32 << 10
+	minRollSize  = 128 << 10
 	minFetchSize = 64 << 10
 	maxFetchSize = 1 << 20 // sarama's and Kafka's own default
 )
 
 // memoryBudget bounds the bytes the partitions of one worker hold for
 // segments: the open segment of each (its encoded blocks and the block being
-// filled) and the segment it is uploading. Half the worker's budget goes to
-// segments, the other half to Kafka's fetch buffers (consumerSizing) and to
-// the garbage collector's headroom.
+// filled) and the segment it is uploading. 3/8 of the worker's budget goes
+// to segments (1.25 × that at most, see below), a quarter to Kafka's fetch
+// buffers (consumerSizing), and the rest is the garbage collector's
+// headroom: Go's memory limit is the budget plus 32 MiB, so the heap may
+// hold garbage up to about twice what is live before it is collected.
 //
 // When the segments' bytes pass the limit, the partition with the largest
 // open segment is asked to close and upload it now: a smaller segment than
@@ -43,7 +45,7 @@ type memoryBudget struct {
 }
 
 func newMemoryBudget(workerBudget int64) *memoryBudget {
-	return &memoryBudget{limit: workerBudget / 2, shares: map[*budgetShare]struct{}{}}
+	return &memoryBudget{limit: workerBudget * 3 / 8, shares: map[*budgetShare]struct{}{}}
 }
 
 // budgetShare is one partition's part of the budget. Only its partition
@@ -174,7 +176,7 @@ func (b *memoryBudget) rebalance() {
 }
 
 // consumerSizing sizes sarama's consumer for partitions partitions across
-// brokers brokers within the other half of the worker's budget: per
+// brokers brokers within a quarter of the worker's budget: per
 // partition, the bytes asked for in one fetch (max.partition.fetch.bytes)
 // and the decoded records its channel holds; per broker, the bytes one
 // fetch response may carry. Kafka returns at least one record batch per
@@ -182,11 +184,12 @@ func (b *memoryBudget) rebalance() {
 // with large batches but never stops it.
 func consumerSizing(workerBudget int64, partitions, brokers int) (fetchDefault, fetchMax int32, channel int) {
 	partitions, brokers = max(partitions, 1), max(brokers, 1)
-	half := workerBudget / 2
-	fetch := min(max(half/(4*int64(partitions)), minFetchSize), maxFetchSize)
-	// A fetch response is decoded while the previous one's records wait
-	// in the channels: two per broker.
-	perBroker := max(half/(4*int64(brokers)), maxFetchSize)
+	quarter := workerBudget / 4
+	// What each partition was sent waits in its channel while the next
+	// fetch is decoded: two fetches per partition, in half the quarter.
+	fetch := min(max(quarter/(4*int64(partitions)), minFetchSize), maxFetchSize)
+	// The same for the responses, per broker, in the other half.
+	perBroker := max(quarter/(4*int64(brokers)), maxFetchSize)
 	// Records of about 1 KiB: a channel of fetch/4 KiB records (16 to
 	// sarama's default 256) holds about a quarter of a fetch.
 	channel = int(min(max(fetch/(4<<10), 16), 256))

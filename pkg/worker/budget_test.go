@@ -17,7 +17,8 @@ func asked(s *budgetShare) bool {
 // open segment is asked to close, once; the bytes it moves to uploading
 // count until the upload returns; quiet partitions are never asked.
 func TestBudgetAsksTheLargestOpenSegmentToClose(t *testing.T) {
-	b := newMemoryBudget(16 << 20) // segments: 8 MiB
+	b := newMemoryBudget(0)
+	b.limit = 8 << 20 // segments: 8 MiB
 	big, mid, quiet := b.join(), b.join(), b.join()
 	quiet.setOpen(4 << 10)
 	mid.setOpen(3 << 20)
@@ -65,7 +66,7 @@ func TestBudgetAsksTheLargestOpenSegmentToClose(t *testing.T) {
 // closed early (no flood of tiny objects), and the bytes held stay within
 // limit + partitions × minimum.
 func TestBudgetFullOfSmallSegmentsAsksNone(t *testing.T) {
-	b := newMemoryBudget(64 << 20) // segments: 32 MiB
+	b := newMemoryBudget(64 << 20) // segments: 24 MiB
 	var shares []*budgetShare
 	for range 600 {
 		shares = append(shares, b.join())
@@ -100,11 +101,11 @@ func TestBudgetBlockSizeShrinksWithPartitions(t *testing.T) {
 	if got := b.blockSize(); got != 1<<20 {
 		t.Errorf("one partition: block %d, want 1 MiB", got)
 	}
-	for range 599 {
+	for range 999 {
 		b.join()
 	}
 	if got := b.blockSize(); got != minBlockSize {
-		t.Errorf("601 partitions: block %d, want the floor %d", got, minBlockSize)
+		t.Errorf("1,000 partitions: block %d, want the floor %d", got, minBlockSize)
 	}
 	b = newMemoryBudget(1 << 30)
 	for range 600 {
@@ -124,19 +125,19 @@ func TestConsumerSizing(t *testing.T) {
 		channelMin, chanMx int
 	}{
 		// A few partitions: sarama's defaults (1 MiB, 256 records).
-		{DefaultMemoryBudget, 3, 3, 1 << 20, DefaultMemoryBudget / 24, 256, 256},
+		{DefaultMemoryBudget, 3, 3, 1 << 20, DefaultMemoryBudget / 48, 256, 256},
 		// 600 partitions: 64 KiB fetches, short channels.
-		{DefaultMemoryBudget, 600, 3, 64 << 10, DefaultMemoryBudget / 24, 16, 16},
-		{DefaultMemoryBudget, 100, 3, 327 << 10, DefaultMemoryBudget / 24, 16, 256},
+		{DefaultMemoryBudget, 600, 3, 64 << 10, DefaultMemoryBudget / 48, 16, 16},
+		{DefaultMemoryBudget, 100, 3, 163 << 10, DefaultMemoryBudget / 48, 16, 256},
 	} {
 		fetch, fetchMax, channel := consumerSizing(c.budget, c.partitions, c.brokers)
 		if fetch/1024 != c.fetch/1024 || fetchMax/1024 != c.max/1024 || channel < c.channelMin || channel > c.chanMx {
 			t.Errorf("%d partitions, %d brokers: fetch %d, max %d, channel %d; want %d, %d, %d-%d",
 				c.partitions, c.brokers, fetch, fetchMax, channel, c.fetch, c.max, c.channelMin, c.chanMx)
 		}
-		// What the fetches may hold stays within the half of the budget
-		// they are given.
-		if held := int64(c.partitions)*int64(fetch)*2 + int64(c.brokers)*int64(fetchMax); c.partitions > 3 && held > c.budget {
+		// What the fetches may hold stays within the quarter of the
+		// budget they are given, but for the 64 KiB floor.
+		if held := int64(c.partitions)*int64(fetch)*2 + int64(c.brokers)*int64(fetchMax)*2; c.partitions > 3 && held > c.budget/2 {
 			t.Errorf("%d partitions: fetch buffers up to %d bytes, budget %d", c.partitions, held, c.budget)
 		}
 	}

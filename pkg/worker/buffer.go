@@ -7,7 +7,7 @@ import (
 
 // chunkSize is the unit a segmentBuffer grows by: small, so that a quiet
 // partition's open segment holds little more than its bytes.
-const chunkSize = 64 << 10
+const chunkSize = 32 << 10
 
 // chunks are reused segment after segment: a growing segment is never
 // copied, and its memory is neither cleared nor collected again.

@@ -71,7 +71,8 @@ type options struct {
 	profileDir   string // write the workers' CPU and allocation profiles here
 	out          string
 	segmentBench string
-	kcat         bool // the kcat baselines run (false in make test when kcat is missing)
+	kcat         bool   // the kcat baselines run (false in make test when kcat is missing)
+	budget       string // --memory-budget of the backup workers; empty: their default
 }
 
 func main() {
@@ -84,6 +85,7 @@ func main() {
 	flag.StringVar(&o.profileDir, "profile", "", "write each worker's CPU and allocation profiles (go tool pprof) into this folder")
 	flag.StringVar(&o.out, "out", filepath.Join(testenv.RepoRoot(), "docs", "BENCHMARKS.md"), "where to write the report")
 	flag.StringVar(&o.segmentBench, "segment-bench", "", "output of the pkg/segment benchmarks, included in the report")
+	flag.StringVar(&o.budget, "memory-budget", "", "the backup workers' --memory-budget (default: theirs)")
 	noKcat := flag.Bool("no-kcat", false, "leave out the kcat baselines (when kcat is not installed)")
 	flag.Parse()
 	o.kcat = !*noKcat
@@ -559,12 +561,15 @@ spec:
 		args = append(args, "--storage-path", storagePath)
 	}
 	args = append(args, b.profileArgs("backup-"+name)...)
+	if b.budget != "" {
+		args = append(args, "--memory-budget", b.budget)
+	}
 	worker := exec.Command(b.armory, args...)
-	logFile, err := os.CreateTemp("", "armory-bench-worker-*.log")
+	logFile, removeLog, err := b.logFile("backup-" + name)
 	if err != nil {
 		return result{}, err
 	}
-	defer os.Remove(logFile.Name())
+	defer removeLog()
 	worker.Stdout, worker.Stderr = logFile, logFile
 	start := time.Now()
 	if err := worker.Start(); err != nil {
@@ -632,6 +637,20 @@ func runDD(dir string, n int64) (result, error) {
 		return result{}, fmt.Errorf("dd: %w", err)
 	}
 	return result{name: "dd bs=64k conv=fsync to the volume's disk (the disk's speed)", seconds: time.Since(start).Seconds(), bytes: n / (64 << 10) * (64 << 10)}, nil
+}
+
+// logFile is where a worker logs: kept beside the profiles with -profile,
+// else removed afterwards.
+func (b *bench) logFile(name string) (*os.File, func(), error) {
+	if b.profileDir != "" {
+		f, err := os.Create(filepath.Join(b.profileDir, name+".log"))
+		return f, func() { f.Close() }, err
+	}
+	f, err := os.CreateTemp("", "armory-bench-"+name+"-*.log")
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close(); os.Remove(f.Name()) }, nil
 }
 
 // profileArgs are the worker flags that write its profiles, with -profile.
@@ -782,11 +801,11 @@ spec:
 	args := []string{"worker", "--restore=bench", "--kubeconfig", b.env.Kubeconfig, "--namespace", ns,
 		"--storage-path", storagePath, "--metrics-bind-address", "0", "--health-probe-bind-address", "0"}
 	worker := exec.Command(b.armory, append(args, b.profileArgs("restore")...)...)
-	logFile, err := os.CreateTemp("", "armory-bench-restore-*.log")
+	logFile, removeLog, err := b.logFile("restore")
 	if err != nil {
 		return result{}, err
 	}
-	defer os.Remove(logFile.Name())
+	defer removeLog()
 	worker.Stdout, worker.Stderr = logFile, logFile
 	start := time.Now()
 	if err := worker.Start(); err != nil {

@@ -89,15 +89,14 @@ func (b *Bucket) Create(ctx context.Context, name string, data io.Reader, metada
 	if err != nil {
 		return err
 	}
-	w := bufio.NewWriterSize(tmp, 1<<20)
+	// Straight to the file, no buffer of our own: segments come in 64 KiB
+	// chunks, and a buffer per upload would cost a partition's worth of
+	// memory for each of hundreds of concurrent uploads.
 	header := binary.AppendUvarint([]byte(fileMagic), uint64(len(meta)))
-	if _, err := w.Write(append(header, meta...)); err != nil {
+	if _, err := tmp.Write(append(header, meta...)); err != nil {
 		return err
 	}
-	if _, err := io.Copy(w, contextReader{ctx, data}); err != nil {
-		return err
-	}
-	if err := w.Flush(); err != nil {
+	if _, err := io.Copy(tmp, contextReader{ctx, data}); err != nil {
 		return err
 	}
 	if err := tmp.Sync(); err != nil {
