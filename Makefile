@@ -84,4 +84,5 @@ bench-quick: k8s-binaries
 	mkdir -p bin
 	command -v kcat >/dev/null || (apt-get update && apt-get install -y kcat)
 	KUBEBUILDER_ASSETS="$$(scripts/k8s-binaries.sh)" $(GO) run ./scripts/bench -mib 64 -wide-topics 20 -wide-mib 40 \
+		-controller-backups 100 -controller-namespaces 10 -controller-steady 15s \
 		-out bin/BENCHMARKS-quick.md $(if $(PROFILE),-profile $(PROFILE)) $(BENCHFLAGS)

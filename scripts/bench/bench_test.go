@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBenchRunsAtATinySize runs every scenario of make bench once, at a tiny
@@ -19,7 +20,8 @@ func TestBenchRunsAtATinySize(t *testing.T) {
 	}
 	_, err := exec.LookPath("kcat")
 	out := filepath.Join(t.TempDir(), "BENCHMARKS.md")
-	o := options{mib: 4, rssFactor: 2, wideTopics: 4, wideMiB: 4, out: out, kcat: err == nil}
+	o := options{mib: 4, rssFactor: 2, wideTopics: 4, wideMiB: 4, ctrlBackups: 20, ctrlNS: 4, ctrlSteady: 5 * time.Second,
+		out: out, kcat: err == nil}
 	if err := run(o); err != nil {
 		t.Fatal(err)
 	}
@@ -33,6 +35,7 @@ func TestBenchRunsAtATinySize(t *testing.T) {
 		"## Restore of that backup", "armory worker --restore",
 		"## Memory does not grow with the topic", "Peak RSS ratio",
 		"## A wide backup: 4 topics × 3 partitions", "none missing or repeated",
+		"## The controller with 20 Backups",
 	} {
 		if !strings.Contains(report, want) {
 			t.Errorf("the report has no %q:\n%s", want, report)

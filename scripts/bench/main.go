@@ -58,7 +58,8 @@ type result struct {
 	compressedMiB  float64
 	segments       int
 	cpuSeconds     float64
-	checked        bool // every stored record decoded and compared
+	checked        bool   // every stored record decoded and compared
+	profile        string // its CPU profile
 }
 
 // options say what one bench run measures, and at what sizes.
@@ -67,6 +68,9 @@ type options struct {
 	rssFactor    int    // the second topic for the RSS comparison is this many times larger
 	wideTopics   int    // topics of the wide backup (3 partitions each)
 	wideMiB      int    // MiB of values across the wide backup
+	ctrlBackups  int    // Backups the controller scenario creates
+	ctrlNS       int    // ... across this many namespaces
+	ctrlSteady   time.Duration
 	only         string // comma-separated scenarios; empty: all
 	profileDir   string // write the workers' CPU and allocation profiles here
 	out          string
@@ -81,7 +85,10 @@ func main() {
 	flag.IntVar(&o.rssFactor, "rss-factor", 4, "the RSS comparison backs up a second topic this many times larger than the main one")
 	flag.IntVar(&o.wideTopics, "wide-topics", 200, "topics of 3 partitions in the wide backup")
 	flag.IntVar(&o.wideMiB, "wide-mib", 600, "MiB of record values across the wide backup's topics")
-	flag.StringVar(&o.only, "only", "", "run only these scenarios, comma-separated: backup, restore, rss, wide")
+	flag.IntVar(&o.ctrlBackups, "controller-backups", 1000, "Backups the controller scenario creates")
+	flag.IntVar(&o.ctrlNS, "controller-namespaces", 50, "namespaces the controller scenario spreads its Backups over")
+	flag.DurationVar(&o.ctrlSteady, "controller-steady", time.Minute, "how long the controller's steady state is watched")
+	flag.StringVar(&o.only, "only", "", "run only these scenarios, comma-separated: backup, restore, rss, wide, controller")
 	flag.StringVar(&o.profileDir, "profile", "", "write each worker's CPU and allocation profiles (go tool pprof) into this folder")
 	flag.StringVar(&o.out, "out", filepath.Join(testenv.RepoRoot(), "docs", "BENCHMARKS.md"), "where to write the report")
 	flag.StringVar(&o.segmentBench, "segment-bench", "", "output of the pkg/segment benchmarks, included in the report")
@@ -106,7 +113,8 @@ type bench struct {
 	ctx     context.Context
 	env     *testenv.Env
 	armory  string
-	dir     string
+	dir     string // where volumes are made
+	scratch string // the run's own folder (dir may move to tmpfs)
 	brokers []string
 }
 
@@ -117,6 +125,7 @@ type report struct {
 	restores []result
 	rss      []result
 	wide     []result
+	ctrl     *controllerResult
 }
 
 func run(o options) error {
@@ -136,16 +145,15 @@ func run(o options) error {
 		return err
 	}
 	defer os.RemoveAll(b.dir)
+	b.scratch = b.dir
 	armory, removeBin, err := testenv.BuildArmory()
 	if err != nil {
 		return err
 	}
 	defer removeBin()
 	b.armory = armory
-	if o.profileDir != "" {
-		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
-			return err
-		}
+	if err := os.MkdirAll(b.profiles(), 0o755); err != nil {
+		return err
 	}
 
 	rep := &report{records: int64(o.mib) << 20 / valueSize}
@@ -241,6 +249,14 @@ func run(o options) error {
 			return err
 		}
 		rep.wide = append(rep.wide, r)
+	}
+
+	if o.runs("controller") {
+		r, err := b.controllerBench(o.ctrlBackups, o.ctrlNS, o.ctrlSteady)
+		if err != nil {
+			return err
+		}
+		rep.ctrl = &r
 	}
 
 	var segmentBench string
@@ -504,13 +520,20 @@ func waitExited(pid int) {
 	_ = unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
 }
 
-func vmHWM(pid int) float64 {
+// vmHWM is a process's peak resident set, in KiB.
+func vmHWM(pid int) float64 { return procStatus(pid, "VmHWM:") }
+
+// vmRSS is a process's resident set now, in KiB.
+func vmRSS(pid int) float64 { return procStatus(pid, "VmRSS:") }
+
+// procStatus reads a KiB figure of /proc/PID/status, or 0.
+func procStatus(pid int, field string) float64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field); ok {
 			var kib float64
 			fmt.Sscanf(strings.TrimSpace(rest), "%f", &kib)
 			return kib
@@ -600,7 +623,7 @@ spec:
 		where = "volume on tmpfs"
 	}
 	r := result{name: fmt.Sprintf("armory worker --backup → %s (%s)", where, compression), seconds: elapsed,
-		bytes: records * (valueSize + 16), peakRSSMiB: peak, cpuSeconds: cpuSeconds}
+		bytes: records * (valueSize + 16), peakRSSMiB: peak, cpuSeconds: cpuSeconds, profile: b.cpuProfile("backup-" + name)}
 	var compressed int64
 	for _, t := range topics {
 		for p := range int32(parts) {
@@ -653,13 +676,20 @@ func (b *bench) logFile(name string) (*os.File, func(), error) {
 	return f, func() { f.Close(); os.Remove(f.Name()) }, nil
 }
 
-// profileArgs are the worker flags that write its profiles, with -profile.
+// profileArgs are the flags that make a worker or the controller write its
+// CPU and allocation profiles: into -profile's folder, else a scratch one
+// (the report summarises some of them).
 func (b *bench) profileArgs(name string) []string {
-	if b.profileDir == "" {
-		return nil
+	return []string{"--cpu-profile", b.cpuProfile(name), "--alloc-profile", filepath.Join(b.profiles(), name+".alloc.pprof")}
+}
+
+func (b *bench) cpuProfile(name string) string { return filepath.Join(b.profiles(), name+".cpu.pprof") }
+
+func (b *bench) profiles() string {
+	if b.profileDir != "" {
+		return b.profileDir
 	}
-	return []string{"--cpu-profile", filepath.Join(b.profileDir, name+".cpu.pprof"),
-		"--alloc-profile", filepath.Join(b.profileDir, name+".alloc.pprof")}
+	return filepath.Join(b.scratch, "profiles")
 }
 
 var storedLine = regexp.MustCompile(`(?m)^armory_worker_records_stored_total\{[^}]*\} (\S+)$`)
@@ -823,7 +853,7 @@ spec:
 		return result{}, fmt.Errorf("restore worker: %w\n%s", err, tail(log))
 	}
 	return result{name: "armory worker --restore ← volume (zstd), transactions, createTopics", seconds: elapsed, records: records,
-		bytes: records * (valueSize + 16), peakRSSMiB: peak, cpuSeconds: cpuSeconds}, nil
+		bytes: records * (valueSize + 16), peakRSSMiB: peak, cpuSeconds: cpuSeconds, profile: b.cpuProfile("restore")}, nil
 }
 
 func renderReport(o options, rep *report, segmentBench string) string {
@@ -868,6 +898,21 @@ func renderReport(o options, rep *report, segmentBench string) string {
 				float64(r.bytes)/r.seconds/1e6, perSecond, ratio(r, base), cpuCell(r), rss, stored, segments)
 		}
 	}
+	if len(rep.backups) > 0 {
+		b.WriteString("\n### Where a backup's CPU goes\n\nEvery worker above ran with `--cpu-profile`; `go tool pprof -top -cum` of these " +
+			"profiles, by part (cumulative seconds of the function standing for it; the parts overlap nowhere but where marked …). kfake, " +
+			"serving the records, runs in the bench's own process on the same 2 cores.\n")
+		for _, r := range rep.backups {
+			if !strings.Contains(r.name, "(zstd)") && !strings.Contains(r.name, "tmpfs (none)") || strings.Contains(r.name, "gcs") {
+				continue
+			}
+			table, err := profileSummary(r.profile)
+			if err != nil {
+				table = err.Error() + "\n"
+			}
+			fmt.Fprintf(&b, "\n%s, %.1f s:\n\n%s", r.name, r.seconds, table)
+		}
+	}
 	if len(rep.restores) > 0 {
 		fmt.Fprintf(&b, "\n## Restore of that backup\n\nThe zstd volume backup above restored into an empty topic of a second kfake cluster (3 brokers, same machine). "+
 			"The baseline is one `kcat -P` per partition (run in parallel, acks=all, idempotent, librdkafka defaults otherwise) writing the same keys and "+
@@ -905,6 +950,16 @@ func renderReport(o options, rep *report, segmentBench string) string {
 		b.WriteString("\n\n| backup | records | seconds | MB/s | CPU s | peak RSS MiB | stored MiB | segments |\n|---|---|---|---|---|---|---|---|\n")
 		fmt.Fprintf(&b, "| %s | %d | %.1f | %.0f | %s | %.0f | %.0f | %d |\n", r.name, r.records, r.seconds, float64(r.bytes)/r.seconds/1e6,
 			cpuCell(r), r.peakRSSMiB, r.compressedMiB, r.segments)
+	}
+	if c := rep.ctrl; c != nil {
+		fmt.Fprintf(&b, "\n## The controller with %d Backups\n\n%d Backups across %d namespaces (each namespace with its EventHub and Storage), "+
+			"created before `armory controller` starts, on the real kube-apiserver and etcd of this machine. Reconciled: every Backup has its "+
+			"Deployment, ServiceAccount, Role and RoleBinding, and a status for its generation (the workers do not run: no kubelet). "+
+			"Then %s of steady state, nothing changing; requests counted by the controller's `armory_kube_api_requests_total` "+
+			"(client-go's own count; watches count when they end).\n\n", c.backups, c.backups, c.namespaces, c.steady)
+		b.WriteString("| seconds to reconcile every Backup | CPU s meanwhile | peak RSS MiB | steady: writes/min | steady: reads/min | steady: CPU s/min | steady RSS MiB |\n|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| %.1f | %.1f | %.0f | %.1f | %.1f | %.2f | %.0f |\n", c.reconciled, c.cpuSeconds, c.peakRSSMiB,
+			c.writesPerMinute, c.readsPerMinute, c.steadyCPUPerMinute, c.steadyRSSMiB)
 	}
 	if segmentBench != "" {
 		b.WriteString("\n## Segment codec\n\n`go test -run '^$' -bench . -benchmem ./pkg/segment` (10,000 records of 1 KiB JSON, a key and a header; ratio = uncompressed / encoded):\n\n```\n")

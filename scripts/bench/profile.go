@@ -1,0 +1,82 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+)
+
+// cpuParts name where a backup worker's CPU goes, by the function whose
+// cumulative time stands for each part in a pprof profile.
+var cpuParts = []struct {
+	part      string
+	functions []string // their cumulative times add up
+}{
+	{"Kafka: fetch and decode responses (sarama)", []string{"sarama.(*brokerConsumer).subscriptionConsumer"}},
+	{"Kafka: hand records to the partitions (sarama)", []string{"sarama.(*partitionConsumer).responseFeeder"}},
+	{"segments: encode records into blocks", []string{"segment.(*Writer).Append", "segment.(*Writer).Close"}},
+	{"… of which compressing blocks", []string{"segment.Codec.compress"}},
+	{"storage: write (volume files and fsync, or GCS requests)", []string{"worker.(*partitionBackup).upload"}},
+	{"garbage collector", []string{"runtime.gcBgMarkWorker"}},
+}
+
+// profileSummary splits the CPU of a worker's profile into cpuParts, as a
+// table: what `go tool pprof -top -cum` says of each.
+func profileSummary(file string) (string, error) {
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=400", file).Output()
+	if err != nil {
+		return "", fmt.Errorf("go tool pprof %s: %w", file, err)
+	}
+	var total float64
+	cum := map[string]float64{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "Duration:"); ok {
+			// "Duration: 6.23s, Total samples = 5.68s (91.16%)"
+			if _, after, ok := strings.Cut(rest, "Total samples = "); ok {
+				total = seconds(strings.Fields(after)[0])
+			}
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 6 {
+			continue
+		}
+		name := strings.Join(f[5:], " ")
+		for _, p := range cpuParts {
+			for _, fn := range p.functions {
+				if strings.HasSuffix(name, fn) {
+					cum[fn] = seconds(f[3])
+				}
+			}
+		}
+	}
+	if total == 0 {
+		return "", fmt.Errorf("%s: no samples", file)
+	}
+	var b strings.Builder
+	b.WriteString("| part | CPU s | share |\n|---|---|---|\n")
+	for _, p := range cpuParts {
+		var sec float64
+		for _, fn := range p.functions {
+			sec += cum[fn]
+		}
+		fmt.Fprintf(&b, "| %s | %.1f | %.0f%% |\n", p.part, sec, 100*sec/total)
+	}
+	fmt.Fprintf(&b, "| all (profile samples) | %.1f | 100%% |\n", total)
+	return b.String(), nil
+}
+
+// seconds parses pprof's "1.23s", "450ms" or "1.2mins".
+func seconds(s string) float64 {
+	for _, u := range []struct {
+		suffix string
+		scale  float64
+	}{{"mins", 60}, {"ms", 0.001}, {"us", 1e-6}, {"s", 1}} {
+		if v, ok := strings.CutSuffix(s, u.suffix); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f * u.scale
+		}
+	}
+	return 0
+}
