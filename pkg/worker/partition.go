@@ -244,33 +244,6 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 	for {
 		select {
 		case msg, ok := <-msgs:
-			// Records already waiting are taken in a tight loop, not
-			// through this select of every case; a bounded number, so
-			// that drain and the budget are heard promptly.
-			full := false
-		batch:
-			for n := 1; ok; n++ {
-				if msg.Offset >= start { // a compressed batch can begin before the requested offset
-					toRecord(msg, &rec)
-					if err := w.Append(&rec); err != nil {
-						return nil, sum, nil, err
-					}
-					records++
-					if records == 1 {
-						rollTimer = time.After(p.settings.rollAge)
-					}
-					full = w.Summary().Bytes >= p.settings.rollBytes
-				}
-				if full || n == maxRecordsPerWake {
-					break
-				}
-				select {
-				case msg, ok = <-msgs: // ok false: closed, ends the loop
-				default:
-					break batch // none waiting
-				}
-			}
-			p.share.setOpen(held())
 			if !ok {
 				stop = errConsumerClosed
 				if records == 0 {
@@ -278,7 +251,19 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 				}
 				break // upload what was read
 			}
-			if !full {
+			if msg.Offset < start {
+				continue // a compressed batch can begin before the requested offset
+			}
+			toRecord(msg, &rec)
+			if err := w.Append(&rec); err != nil {
+				return nil, sum, nil, err
+			}
+			records++
+			if records == 1 {
+				rollTimer = time.After(p.settings.rollAge)
+			}
+			p.share.setOpen(held())
+			if w.Summary().Bytes < p.settings.rollBytes {
 				continue
 			}
 		case <-p.share.roll:
@@ -316,9 +301,6 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 		return buf, sum, stop, nil
 	}
 }
-
-// maxRecordsPerWake bounds the records fill takes in one go.
-const maxRecordsPerWake = 256
 
 // toRecord fills r from a consumed message, reusing r's header slice.
 func toRecord(msg *sarama.ConsumerMessage, r *segment.Record) {

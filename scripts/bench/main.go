@@ -77,6 +77,7 @@ type options struct {
 	segmentBench string
 	kcat         bool   // the kcat baselines run (false in make test when kcat is missing)
 	budget       string // --memory-budget of the backup workers; empty: their default
+	codecs       string // comma-separated: the codecs the backup scenario measures beside zstd on disk
 }
 
 func main() {
@@ -93,6 +94,7 @@ func main() {
 	flag.StringVar(&o.out, "out", filepath.Join(testenv.RepoRoot(), "docs", "BENCHMARKS.md"), "where to write the report")
 	flag.StringVar(&o.segmentBench, "segment-bench", "", "output of the pkg/segment benchmarks, included in the report")
 	flag.StringVar(&o.budget, "memory-budget", "", "the backup workers' --memory-budget (default: theirs)")
+	flag.StringVar(&o.codecs, "codecs", "zstd,lz4,none", "the codecs the backup scenario measures (zstd to the disk volume always runs: the restore reads it)")
 	noKcat := flag.Bool("no-kcat", false, "leave out the kcat baselines (when kcat is not installed)")
 	flag.Parse()
 	o.kcat = !*noKcat
@@ -100,6 +102,17 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// otherCodecs are the codecs measured on the disk volume beside zstd.
+func (o options) otherCodecs() []string {
+	var out []string
+	for _, c := range strings.Split(o.codecs, ",") {
+		if c != "zstd" && c != "" {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (o options) runs(scenario string) bool {
@@ -183,7 +196,7 @@ func run(o options) error {
 		rep.rss = append(rep.rss, r)
 	}
 	if o.runs("backup") {
-		for _, codec := range []string{"lz4", "none"} {
+		for _, codec := range o.otherCodecs() {
 			r, _, err := b.backupToVolume("volume-"+codec, codec, topic, partitions, rep.records)
 			if err != nil {
 				return err
@@ -206,7 +219,7 @@ func run(o options) error {
 			defer os.RemoveAll(shm)
 			saved := b.dir
 			b.dir = shm
-			for _, codec := range []string{"zstd", "lz4", "none"} {
+			for _, codec := range strings.Split(o.codecs, ",") {
 				r, vol, err := b.backupToVolume("tmpfs-"+codec, codec, topic, partitions, rep.records)
 				if err != nil {
 					return err
