@@ -212,22 +212,18 @@ func (o *workerOptions) runRestore(ctx context.Context) error {
 	return err
 }
 
-// memoryLimitHeadroom is what the process needs beyond its buffers: the Go
-// runtime, the clients, the informer's cache, goroutine stacks. Go's memory
-// limit is the budget plus this; RSS runs a little above the limit (memory
-// the runtime has not returned yet, and what is not Go's heap).
-const memoryLimitHeadroom = 32 << 20
-
 func (o *workerOptions) runBackup(ctx context.Context) error {
 	e, err := o.start(ctx, "Backup")
 	if err != nil {
 		return err
 	}
 	budget := o.memoryBudget.Value()
-	// The garbage collector works harder near the limit instead of letting
-	// the heap grow to twice what is live; GOMEMLIMIT, if set, wins.
+	// Go's soft memory limit is the budget: the garbage collector works
+	// harder near it instead of letting the heap grow to twice what is
+	// live. The buffers the budget bounds take 5/8 of it at most; the rest
+	// is garbage waiting to be collected. GOMEMLIMIT, if set, wins.
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(budget + memoryLimitHeadroom)
+		debug.SetMemoryLimit(budget)
 	}
 	klog.FromContext(ctx).Info("Starting Backup worker", "backup", klog.KRef(e.namespace, o.backup), "identity", e.identity,
 		"memoryBudget", o.memoryBudget.String())

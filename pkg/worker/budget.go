@@ -25,8 +25,8 @@ const (
 // filled) and the segment it is uploading. 3/8 of the worker's budget goes
 // to segments (1.25 × that at most, see below), a quarter to Kafka's fetch
 // buffers (consumerSizing), and the rest is the garbage collector's
-// headroom: Go's memory limit is the budget plus 32 MiB, so the heap may
-// hold garbage up to about twice what is live before it is collected.
+// headroom: Go's memory limit is the budget (armory worker sets it), so the
+// heap may hold garbage up to the budget before it is collected.
 //
 // When the segments' bytes pass the limit, the partition with the largest
 // open segment is asked to close and upload it now: a smaller segment than

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -16,6 +17,10 @@ import (
 
 	"github.com/kannika/armory/apis/kannika/v1alpha"
 )
+
+// controllerNamespacePrefix names the scenario's namespaces; the other
+// scenarios' Backups live elsewhere and are not counted.
+const controllerNamespacePrefix = "bench-controller-"
 
 // controllerResult is what the controller scenario measured.
 type controllerResult struct {
@@ -43,7 +48,7 @@ func (b *bench) controllerBench(backups, namespaces int, steady time.Duration) (
 	res := controllerResult{backups: backups, namespaces: namespaces, steady: steady}
 	ctx := b.ctx
 	for n := range namespaces {
-		ns := fmt.Sprintf("bench-controller-%02d", n)
+		ns := fmt.Sprintf("%s%02d", controllerNamespacePrefix, n)
 		if _, err := b.env.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			return res, err
 		}
@@ -156,7 +161,8 @@ func (b *bench) reconciledBackups() (int, error) {
 	}
 	n := 0
 	for _, bk := range list.Items {
-		if have[bk.Namespace+"/"+bk.Name] && bk.Status.Phase != "" && bk.Status.ObservedGeneration == bk.Generation {
+		if strings.HasPrefix(bk.Namespace, controllerNamespacePrefix) && have[bk.Namespace+"/"+bk.Name] &&
+			bk.Status.Phase != "" && bk.Status.ObservedGeneration == bk.Generation {
 			n++
 		}
 	}
