@@ -64,12 +64,12 @@ type result struct {
 
 // options say what one bench run measures, and at what sizes.
 type options struct {
-	mib          int    // the main topic's MiB of values
-	rssFactor    int    // the second topic for the RSS comparison is this many times larger
-	wideTopics   int    // topics of the wide backup (3 partitions each)
-	wideMiB      int    // MiB of values across the wide backup
-	ctrlBackups  int    // Backups the controller scenario creates
-	ctrlNS       int    // ... across this many namespaces
+	mib          int // the main topic's MiB of values
+	rssFactor    int // the second topic for the RSS comparison is this many times larger
+	wideTopics   int // topics of the wide backup (3 partitions each)
+	wideMiB      int // MiB of values across the wide backup
+	ctrlBackups  int // Backups the controller scenario creates
+	ctrlNS       int // ... across this many namespaces
 	ctrlSteady   time.Duration
 	only         string // comma-separated scenarios; empty: all
 	profileDir   string // write the workers' CPU and allocation profiles here
