@@ -110,7 +110,7 @@ resume from what was committed.`,
 		"Restores: how many partitions are read at once; each holds up to about 2 MiB.")
 	o.memoryBudget.Quantity = *resource.NewQuantity(worker.DefaultMemoryBudget, resource.BinarySI)
 	f.Var(&o.memoryBudget, "memory-budget",
-		"Backups: the memory the worker's buffers may use (open segments, uploads, Kafka fetches), whatever the number of partitions; segments close early when it is full. The process stays within about this plus 64 MiB (docs/worker.md#memory).")
+		"Backups: the memory the worker's buffers may use (open segments, uploads, Kafka fetches), whatever the number of partitions; segments close early when it is full. Peak RSS is about this plus 96 MiB (docs/worker.md#memory).")
 	f.StringVar(&o.metricsAddress, "metrics-bind-address", ":8080",
 		"Address of the Prometheus /metrics endpoint; \"0\" turns it off.")
 	f.StringVar(&o.healthProbeAddress, "health-probe-bind-address", ":8081",
