@@ -20,7 +20,7 @@ func TestBenchRunsAtATinySize(t *testing.T) {
 	}
 	_, err := exec.LookPath("kcat")
 	out := filepath.Join(t.TempDir(), "BENCHMARKS.md")
-	o := options{mib: 4, rssFactor: 2, wideTopics: 4, wideMiB: 4, ctrlBackups: 20, ctrlNS: 4, ctrlSteady: 5 * time.Second,
+	o := options{mib: 4, rssFactor: 2, wideTopics: 4, wideMiB: 4, ctrlBackups: 20, ctrlNS: 4, ctrlSteady: 5 * time.Second, codecs: "zstd,lz4,none",
 		out: out, kcat: err == nil}
 	if err := run(o); err != nil {
 		t.Fatal(err)
