@@ -199,10 +199,7 @@ func TestSmallMemoryBudgetClosesSegmentsEarly(t *testing.T) {
 	want := produced{}
 	produce(t, topic, 16, 64_000, want)
 	s := setupBackup(t, []string{topic}, "", true)
-	if out, errOut, err := env.Kubectl(t, "", "patch", "backup", s.name, "-n", s.ns, "--type=merge", "-p",
-		`{"spec":{"compression":{"algorithm":"none"},"segmentRolloverTriggers":{"size":"64Mi","timeoutSeconds":600}}}`); err != nil {
-		t.Fatalf("kubectl patch: %v\n%s%s", err, out, errOut)
-	}
+	s.patchSpec(t, `{"spec":{"compression":{"algorithm":"none"},"segmentRolloverTriggers":{"size":"64Mi","timeoutSeconds":600}}}`)
 	s.workerArgs = []string{"--memory-budget=8Mi"}
 	w := s.startWorker(t)
 	produce(t, topic, 16, 16_000, want) // while it runs

@@ -32,8 +32,8 @@ const (
 // open segment is asked to close and upload it now: a smaller segment than
 // its rollover triggers ask for, never a record lost or repeated, since a
 // segment early is a segment like any other. A quiet partition holds little
-// and is never asked. Segments are not closed early below a minimum size, so
-// the bytes held stay below limit + partitions × minimum (1.25 × limit).
+// and is never asked. Segments are not closed early below a minimum size
+// (minRoll), so the bytes held stay below limit + partitions × minimum.
 type memoryBudget struct {
 	limit int64
 

@@ -393,10 +393,7 @@ func TestSIGTERMUploadsOpenSegments(t *testing.T) {
 	want := produced{}
 	produce(t, topic, 2, 1_000, want)
 	s := setupBackup(t, []string{topic}, "", false)
-	if out, errOut, err := env.Kubectl(t, "", "patch", "backup", s.name, "-n", s.ns, "--type=merge", "-p",
-		`{"spec":{"segmentRolloverTriggers":{"size":"1Gi","timeoutSeconds":3600}}}`); err != nil {
-		t.Fatalf("kubectl patch: %v\n%s%s", err, out, errOut)
-	}
+	s.patchSpec(t, `{"spec":{"segmentRolloverTriggers":{"size":"1Gi","timeoutSeconds":3600}}}`)
 	w := s.startWorker(t)
 	testenv.WaitFor(t, 30*time.Second, "every record read into the open segments", func() (bool, string) {
 		_, m := testenv.HTTPGet(w.metricsAddr, "/metrics")
@@ -425,10 +422,7 @@ func TestLosingTheLeaseStopsWritingAtOnce(t *testing.T) {
 	s := setupBackup(t, []string{topic}, "", false)
 	// Segments that only SIGTERM (or an hour) would close: what the worker
 	// holds when it loses the Lease is an open segment it could upload.
-	if out, errOut, err := env.Kubectl(t, "", "patch", "backup", s.name, "-n", s.ns, "--type=merge", "-p",
-		`{"spec":{"segmentRolloverTriggers":{"size":"1Gi","timeoutSeconds":3600}}}`); err != nil {
-		t.Fatalf("kubectl patch: %v\n%s%s", err, out, errOut)
-	}
+	s.patchSpec(t, `{"spec":{"segmentRolloverTriggers":{"size":"1Gi","timeoutSeconds":3600}}}`)
 	w := s.startWorker(t)
 	testenv.WaitFor(t, 30*time.Second, "every record read into the open segment", func() (bool, string) {
 		_, m := testenv.HTTPGet(w.metricsAddr, "/metrics")

@@ -255,6 +255,14 @@ spec:
 	return s
 }
 
+// patchSpec merge-patches the Backup with kubectl, as a user would.
+func (s *backupSetup) patchSpec(t *testing.T, patch string) {
+	t.Helper()
+	if out, errOut, err := env.Kubectl(t, "", "patch", "backup", s.name, "-n", s.ns, "--type=merge", "-p", patch); err != nil {
+		t.Fatalf("kubectl patch: %v\n%s%s", err, out, errOut)
+	}
+}
+
 // workerProcess is `armory worker --backup` run as a Deployment would run it.
 type workerProcess struct {
 	cmd         *exec.Cmd
