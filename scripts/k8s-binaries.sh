@@ -89,5 +89,5 @@ GO
 fi
 
 "$DEST/kube-apiserver" --version >&2
-"$DEST/etcd" --version | head -1 >&2
+"$DEST/etcd" --version | sed -n 1p >&2 # sed reads to the end: head could exit first and fail the pipe (SIGPIPE)
 echo "$DEST"

@@ -66,8 +66,18 @@ func (s Settings) explain(err error) error {
 	if s.Config.Net.TLS.Enable {
 		return fmt.Errorf("%w (the connection uses TLS, from security.protocol or the Credentials: if these listeners are plaintext, set security.protocol to PLAINTEXT or SASL_PLAINTEXT)", err)
 	}
-	if strings.Contains(err.Error(), "EOF") && s.Config.Net.SASL.Enable {
-		return fmt.Errorf("%w (the brokers closed the connection during the SASL handshake: check the mechanism and that the listener takes SASL)", err)
+	sasl := s.Config.Net.SASL
+	if errors.Is(err, sarama.ErrSASLAuthenticationFailed) && sasl.Enable {
+		// The login itself: never the password, which the user can check
+		// in the Secret.
+		return fmt.Errorf("%w (the brokers refused the SASL login of user %q with %s: check the username and password in the Secret that the Credentials name)",
+			err, sasl.User, sasl.Mechanism)
+	}
+	if strings.Contains(err.Error(), "EOF") && sasl.Enable {
+		// Some brokers close the connection on a refused login instead of
+		// answering SASL_AUTHENTICATION_FAILED.
+		return fmt.Errorf("%w (the brokers closed the connection during the SASL handshake with %s: check the mechanism, that the listener takes SASL, and the username and password in the Secret that the Credentials name)",
+			err, sasl.Mechanism)
 	}
 	return err
 }
