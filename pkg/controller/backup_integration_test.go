@@ -509,6 +509,27 @@ func TestVolumeStorageGetsAClaimMountedIntoItsWorkers(t *testing.T) {
 		t.Errorf("the worker does not mount the Storage's claim: %+v", d.Spec.Template.Spec.Volumes)
 	}
 
+	// A grow the API server refuses (this claim is not bound; elsewhere, a
+	// StorageClass without allowVolumeExpansion) is said on the Storage,
+	// with one Warning event, and the claim keeps working at its size.
+	kubectl(t, "", "patch", "storage", "my-volume", "-n", ns, "--type=merge", "-p", `{"spec":{"volume":{"capacity":"20Gi"}}}`)
+	testenv.WaitFor(t, 30*time.Second, "the Storage saying its capacity is not applied", func() (bool, string) {
+		s, _ := env.Armory.KannikaV1alpha().Storages(ns).Get(ctx(), "my-volume", metav1.GetOptions{})
+		m := s.Status.Message
+		return s.Status.Phase == v1alpha.PhaseReady && strings.Contains(m, "spec.volume.capacity 20Gi is not applied") &&
+			strings.Contains(m, `PersistentVolumeClaim "my-volume-storage" stays at 10Gi`) && strings.Contains(m, "Forbidden") &&
+			strings.Contains(m, "allowVolumeExpansion: true"), m
+	})
+	testenv.WaitFor(t, 30*time.Second, "one VolumeNotExpanded event", func() (bool, string) {
+		evs, _ := env.Kube.CoreV1().Events(ns).List(ctx(), metav1.ListOptions{FieldSelector: "involvedObject.name=my-volume,reason=VolumeNotExpanded"})
+		return evs != nil && len(evs.Items) == 1 && evs.Items[0].Type == corev1.EventTypeWarning && evs.Items[0].Count == 1, fmt.Sprint(evs)
+	})
+	if got, _ := env.Kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx(), "my-volume-storage", metav1.GetOptions{}); got != nil {
+		if q := got.Spec.Resources.Requests[corev1.ResourceStorage]; q.String() != "10Gi" {
+			t.Errorf("the claim asks %s after a refused grow", q.String())
+		}
+	}
+
 	// Deleting the Storage leaves the claim (and the data) in place.
 	if err := env.Armory.KannikaV1alpha().Storages(ns).Delete(ctx(), "my-volume", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)

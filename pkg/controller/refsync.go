@@ -62,16 +62,23 @@ func (c *Controller) syncStorage(ctx context.Context, namespace, name string) (t
 		return 0, err
 	}
 	var pvc *corev1.PersistentVolumeClaim
+	var notGrown string
+	var requeue time.Duration
 	if s.Spec.Volume != nil {
-		if pvc, err = c.reconcilePVC(ctx, s); err != nil {
+		if pvc, notGrown, err = c.reconcilePVC(ctx, s); err != nil {
 			return 0, err
+		}
+		if notGrown != "" {
+			// The StorageClass is not watched: try again now and then, so
+			// that allowing expansion grows the claim without an edit.
+			requeue = refs.GrowRetry
 		}
 	}
 	s = s.DeepCopy()
 	s.Status = c.storagesWritten.Previous(key, s.Status)
-	old, cur := s.Status, refs.StorageStatus(s, pvc)
+	old, cur := s.Status, refs.StorageStatus(s, pvc, notGrown)
 	if sameStatus(old, cur) {
-		return 0, nil
+		return requeue, nil
 	}
 	apply := applyv1alpha.Storage(name, namespace).WithStatus(applyv1alpha.StorageStatus().
 		WithPhase(cur.Phase).WithMessage(cur.Message).WithObservedGeneration(cur.ObservedGeneration).
@@ -81,13 +88,18 @@ func (c *Controller) syncStorage(ctx context.Context, namespace, name string) (t
 	}
 	c.storagesWritten.Record(key, cur)
 	c.recordTransition(s, old.Phase, old.Message, cur.Phase, cur.Message, "StorageFailed")
-	return 0, nil
+	if notGrown != "" && cur.Message != old.Message {
+		c.recorder.Event(s, corev1.EventTypeWarning, refs.ReasonVolumeNotExpanded, notGrown)
+	}
+	return requeue, nil
 }
 
 // reconcilePVC creates the claim if missing and grows its request when the
 // Storage's capacity grows. It returns the claim as it is, or nil when it
-// could not be created.
-func (c *Controller) reconcilePVC(ctx context.Context, s *v1alpha.Storage) (*corev1.PersistentVolumeClaim, error) {
+// could not be created, and, when the API server refused to grow it (a
+// StorageClass without allowVolumeExpansion, a claim not bound yet), why,
+// for the Storage's status.
+func (c *Controller) reconcilePVC(ctx context.Context, s *v1alpha.Storage) (_ *corev1.PersistentVolumeClaim, notGrown string, _ error) {
 	desired := refs.NewPVC(s)
 	client := c.kube.CoreV1().PersistentVolumeClaims(s.Namespace)
 	// The informer sees only claims labelled part-of=armory, so a clash
@@ -96,29 +108,38 @@ func (c *Controller) reconcilePVC(ctx context.Context, s *v1alpha.Storage) (*cor
 	if apierrors.IsNotFound(err) {
 		created, err := client.Create(ctx, desired, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
-			return client.Get(ctx, desired.Name, metav1.GetOptions{})
+			got, err := client.Get(ctx, desired.Name, metav1.GetOptions{})
+			return got, "", err
 		}
 		if err != nil {
-			return nil, fmt.Errorf("create PersistentVolumeClaim: %w", err)
+			return nil, "", fmt.Errorf("create PersistentVolumeClaim: %w", err)
 		}
 		klog.FromContext(ctx).V(2).Info("Created PersistentVolumeClaim", "pvc", klog.KObj(created))
-		return created, nil
+		return created, "", nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if !refs.BelongsTo(existing, s) {
-		return existing, nil // a name clash: the status says so
+		return existing, "", nil // a name clash: the status says so
 	}
 	want := desired.Spec.Resources.Requests[corev1.ResourceStorage]
-	if have := existing.Spec.Resources.Requests[corev1.ResourceStorage]; want.Cmp(have) > 0 {
-		grown := existing.DeepCopy()
-		grown.Spec.Resources.Requests[corev1.ResourceStorage] = want
-		if existing, err = client.Update(ctx, grown, metav1.UpdateOptions{}); err != nil {
-			return nil, fmt.Errorf("grow PersistentVolumeClaim to %s: %w", want.String(), err)
-		}
+	have := existing.Spec.Resources.Requests[corev1.ResourceStorage]
+	if want.Cmp(have) <= 0 {
+		return existing, "", nil
 	}
-	return existing, nil
+	grown := existing.DeepCopy()
+	grown.Spec.Resources.Requests[corev1.ResourceStorage] = want
+	updated, err := client.Update(ctx, grown, metav1.UpdateOptions{})
+	if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
+		// Retrying at once would be refused the same way: the status
+		// says it, the volume keeps working at its size.
+		return existing, refs.NotGrownMessage(existing.Name, want, have, err), nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("grow PersistentVolumeClaim to %s: %w", want.String(), err)
+	}
+	return updated, "", nil
 }
 
 // sameStatus compares statuses as a user sees them. The controller owns

@@ -125,23 +125,23 @@ func TestResolveBackup(t *testing.T) {
 
 func TestStorageStatus(t *testing.T) {
 	bucket := &v1alpha.Storage{ObjectMeta: objMeta("my-storage"), Spec: v1alpha.StorageSpec{GCSBucket: &v1alpha.GCSBucket{Bucket: "my-company-kafka-backups", Prefix: "prod/"}}}
-	if st := StorageStatus(bucket, nil); st.Phase != v1alpha.PhaseReady || st.Location != "gs://my-company-kafka-backups/prod" || st.Message != "🌈 Ready" {
+	if st := StorageStatus(bucket, nil, ""); st.Phase != v1alpha.PhaseReady || st.Location != "gs://my-company-kafka-backups/prod" || st.Message != "🌈 Ready" {
 		t.Errorf("bucket status = %+v", st)
 	}
 	volume := &v1alpha.Storage{ObjectMeta: objMeta("my-volume"), Spec: v1alpha.StorageSpec{Volume: &v1alpha.VolumeStorage{Capacity: resource.MustParse("10Gi")}}}
 	pvc := NewPVC(volume)
-	if st := StorageStatus(volume, pvc); st.Phase != v1alpha.PhaseReady || st.Location != "pvc/my-volume-storage" {
+	if st := StorageStatus(volume, pvc, ""); st.Phase != v1alpha.PhaseReady || st.Location != "pvc/my-volume-storage" {
 		t.Errorf("volume status = %+v", st)
 	}
 	foreign := pvc.DeepCopy()
 	foreign.Labels = nil
-	if st := StorageStatus(volume, foreign); st.Phase != v1alpha.PhaseFailed ||
+	if st := StorageStatus(volume, foreign, ""); st.Phase != v1alpha.PhaseFailed ||
 		!strings.Contains(st.Message, `PersistentVolumeClaim "my-volume-storage" already exists and does not belong to this Storage`) {
 		t.Errorf("clashing claim: status = %+v", st)
 	}
 	lost := pvc.DeepCopy()
 	lost.Status.Phase = corev1.ClaimLost
-	if st := StorageStatus(volume, lost); st.Phase != v1alpha.PhaseFailed || !strings.Contains(st.Message, "lost its volume") {
+	if st := StorageStatus(volume, lost, ""); st.Phase != v1alpha.PhaseFailed || !strings.Contains(st.Message, "lost its volume") {
 		t.Errorf("lost claim: status = %+v", st)
 	}
 	if len(pvc.OwnerReferences) != 0 {

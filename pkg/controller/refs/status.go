@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -26,6 +27,7 @@ const (
 	ReasonVolumeProvisioned = "VolumeClaimCreated"
 	ReasonVolumeLost        = "VolumeClaimLost"
 	ReasonVolumeConflict    = "VolumeClaimConflict"
+	ReasonVolumeNotExpanded = "VolumeNotExpanded"
 )
 
 // KafkaType is the status.type of an EventHub.
@@ -62,7 +64,11 @@ func EventHubStatus(eh *v1alpha.EventHub) v1alpha.EventHubStatus {
 
 // StorageStatus computes a Storage's status. pvc is the Storage's
 // PersistentVolumeClaim as found after creating it (volume Storages only).
-func StorageStatus(s *v1alpha.Storage, pvc *corev1.PersistentVolumeClaim) v1alpha.StorageStatus {
+//
+// notGrown, when not empty, says why the claim keeps a smaller size than
+// spec.volume.capacity: the Storage stays Ready (its volume works at the
+// size it has) and its message says what was not applied.
+func StorageStatus(s *v1alpha.Storage, pvc *corev1.PersistentVolumeClaim, notGrown string) v1alpha.StorageStatus {
 	st := v1alpha.StorageStatus{
 		ObservedGeneration: s.Generation,
 		Conditions:         copyConditions(s.Status.Conditions),
@@ -92,8 +98,25 @@ func StorageStatus(s *v1alpha.Storage, pvc *corev1.PersistentVolumeClaim) v1alph
 	case pvc.Status.Phase == corev1.ClaimLost:
 		return failed(ReasonVolumeLost, fmt.Sprintf("spec.volume: PersistentVolumeClaim %q lost its volume; restore the PersistentVolume, or create a new Storage", name))
 	}
+	if notGrown != "" {
+		st = ready(ReasonVolumeNotExpanded, notGrown)
+		st.Message = phase.Message(v1alpha.PhaseReady, notGrown)
+		return st
+	}
 	return ready(ReasonVolumeProvisioned, fmt.Sprintf("PersistentVolumeClaim %q is %s", name, pvcPhase(pvc)))
 }
+
+// NotGrownMessage says that a claim was not grown to the Storage's capacity,
+// why (the API server's refusal), and what lets it grow.
+func NotGrownMessage(claim string, want, have resource.Quantity, refusal error) string {
+	return fmt.Sprintf("spec.volume.capacity %s is not applied: PersistentVolumeClaim %q stays at %s (the API server refused to grow it: %v); "+
+		"allow volume expansion in its StorageClass (allowVolumeExpansion: true) and the controller grows it (it tries again every %s)",
+		want.String(), claim, have.String(), refusal, GrowRetry)
+}
+
+// GrowRetry is how often the controller tries again to grow a claim that the
+// API server would not grow: the StorageClass is not watched.
+const GrowRetry = 5 * time.Minute
 
 func pvcPhase(pvc *corev1.PersistentVolumeClaim) string {
 	if pvc.Status.Phase == "" {
