@@ -120,27 +120,29 @@ func (s *budgetShare) setOpenLocked(n int64) {
 	s.open = n
 }
 
-// closing moves the open segment, n bytes once encoded, to uploading.
+// closing moves the open segment, n bytes once encoded, to uploading (the
+// segment before it may still be uploading too).
 func (s *budgetShare) closing(n int64) {
 	b := s.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s.setOpenLocked(0)
 	b.held += n
-	s.uploading = n
+	s.uploading += n
 	select { // an ask that came too late is for this segment, now closed
 	case <-s.roll:
 	default:
 	}
 }
 
-// uploaded releases the segment closing counted (stored or not).
-func (s *budgetShare) uploaded() {
+// uploaded releases n bytes that closing counted, once their segment is
+// stored or dropped.
+func (s *budgetShare) uploaded(n int64) {
 	b := s.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.held -= s.uploading
-	s.uploading = 0
+	b.held -= n
+	s.uploading -= n
 	b.noneAt = 0
 	b.rebalance()
 }

@@ -46,8 +46,15 @@ func TestBudgetAsksTheLargestOpenSegmentToClose(t *testing.T) {
 		t.Fatal("over the limit with mid uploading: want big asked")
 	}
 	big.closing(2 << 20)
-	mid.uploaded()
-	big.uploaded()
+	// mid's next segment closes while its first still uploads: both count.
+	mid.setOpen(1 << 20)
+	mid.closing(1 << 20)
+	if mid.uploading != 4<<20 || b.held != 4<<10+6<<20 {
+		t.Fatalf("two of mid's segments uploading: mid %d, held %d", mid.uploading, b.held)
+	}
+	mid.uploaded(3 << 20)
+	mid.uploaded(1 << 20)
+	big.uploaded(2 << 20)
 	if b.held != 4<<10 || b.asked != 0 {
 		t.Fatalf("after every upload: held %d, asked %d; want only the quiet partition's 4 KiB", b.held, b.asked)
 	}

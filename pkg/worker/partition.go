@@ -11,6 +11,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"github.com/kannika/armory/pkg/layout"
 	"github.com/kannika/armory/pkg/segment"
@@ -43,6 +44,9 @@ type partitionBackup struct {
 	// verifyTopic is asked before every upload whether the topic is still
 	// the one being backed up (not deleted and recreated).
 	verifyTopic func() error
+	// clock times the rollover by age and the progress reports; nil is
+	// the wall clock.
+	clock clock.WithTicker
 	// counted is the position up to which this worker's metrics count the
 	// stored segments; listed is false until the first listing set it.
 	counted int64
@@ -144,24 +148,72 @@ func (p *partitionBackup) runOnce(ctx context.Context, drain <-chan struct{}) er
 	defer pc.Close()
 	p.progress.setError(nil)
 
+	// Segment N uploads while segment N+1 fills, so the consumer does not
+	// wait for the storage nor the storage for the consumer. N+1 is handed
+	// over only once N is stored: storage never holds a segment whose
+	// predecessor is missing. If N fails, N+1 is dropped unread by
+	// storage, and the next run starts again from what storage holds.
+	var inflight *segmentUpload
+	defer func() {
+		if inflight != nil {
+			<-inflight.done
+		}
+	}()
 	for {
-		data, sum, stop, err := p.fill(ctx, drain, pc, next)
+		seg, err := p.fill(ctx, drain, pc, next, inflight)
 		if err != nil {
 			return err
 		}
-		if data != nil {
-			err := p.upload(ctx, data, sum)
-			data.Release()
-			p.share.uploaded()
-			if err != nil {
+		if seg.data != nil {
+			if err := inflight.wait(); err != nil {
+				p.drop(seg.data)
 				return err
 			}
-			next = sum.End
+			inflight = p.startUpload(ctx, seg.data, seg.sum)
+			next = seg.sum.End
 		}
-		if stop != nil {
-			return stop
+		if seg.stop != nil {
+			if err := inflight.wait(); err != nil {
+				return err
+			}
+			return seg.stop
 		}
 	}
+}
+
+// segmentUpload is a closed segment being uploaded; done is closed once
+// it is stored (err nil) or failed.
+type segmentUpload struct {
+	done chan struct{}
+	err  error
+}
+
+// wait returns the upload's outcome once it has one (nil for no upload).
+func (u *segmentUpload) wait() error {
+	if u == nil {
+		return nil
+	}
+	<-u.done
+	return u.err
+}
+
+// startUpload uploads a closed segment in the background and releases its
+// memory once done, stored or not.
+func (p *partitionBackup) startUpload(ctx context.Context, data *segmentBuffer, sum segment.Summary) *segmentUpload {
+	u := &segmentUpload{done: make(chan struct{})}
+	go func() {
+		defer close(u.done)
+		u.err = p.upload(ctx, data, sum)
+		p.drop(data)
+	}()
+	return u
+}
+
+// drop releases a closed segment's memory, uploaded or not.
+func (p *partitionBackup) drop(data *segmentBuffer) {
+	held := int64(data.Held())
+	data.Release()
+	p.share.uploaded(held)
 }
 
 // consume starts reading at next. If Kafka no longer has next (retention
@@ -208,27 +260,39 @@ func (p *partitionBackup) storeGap(ctx context.Context, start, end int64) error 
 	return nil
 }
 
+// filledSegment is what fill read: the encoded segment (data nil if no
+// record was read; the caller releases it once uploaded), and stop when this
+// run must end once the segment is uploaded: errDrained, or the consumer's
+// error. Records already read are uploaded even then, so that nothing read
+// is lost to, say, retention removing what follows.
+type filledSegment struct {
+	data *segmentBuffer
+	sum  segment.Summary
+	stop error
+}
+
 // fill reads records into a new segment starting at position start until it
 // reaches the size or age limit, the memory budget asks for it, drain is
-// closed, or Kafka reports an error.
-// It returns the encoded segment (nil if no record was read; the caller
-// releases it once uploaded), and stop when
-// this run must end once the segment is uploaded: errDrained, or the
-// consumer's error. Records already read are uploaded even then, so that
-// nothing read is lost to, say, retention removing what follows.
-func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sarama.PartitionConsumer, start int64) (data *segmentBuffer, sum segment.Summary, stop, err error) {
+// closed, or Kafka reports an error. prev is the upload of the segment
+// before it, if it is still in flight: if that fails, fill drops what it
+// read and returns prev's error.
+func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sarama.PartitionConsumer, start int64, prev *segmentUpload) (seg filledSegment, err error) {
 	buf := &segmentBuffer{}
 	// What the open segment holds counts in the budget until it is
 	// uploaded (closing, then uploaded, in runOnce) or dropped.
 	defer func() {
-		if data == nil {
+		if seg.data == nil {
 			buf.Release()
 			p.share.setOpen(0)
 		}
 	}()
 	w, err := segment.NewWriter(buf, p.settings.codec, p.partition, start, p.budget.blockSize())
 	if err != nil {
-		return nil, sum, nil, err
+		return seg, err
+	}
+	clk := p.clock
+	if clk == nil {
+		clk = clock.RealClock{}
 	}
 	held := func() int64 { return int64(buf.Held() + w.Held()) }
 	var rollTimer <-chan time.Time
@@ -236,18 +300,30 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 	records := 0
 	// Progress (high watermark, open records) is published once a second,
 	// not per record.
-	progressTicker := time.NewTicker(time.Second)
+	progressTicker := clk.NewTicker(time.Second)
 	defer progressTicker.Stop()
 	openRecords := p.metrics.openRecords.WithLabelValues(p.topic, strconv.Itoa(int(p.partition)))
 	defer openRecords.Set(0)
 	msgs, errs := pc.Messages(), pc.Errors()
+	var prevDone <-chan struct{}
+	if prev != nil {
+		prevDone = prev.done
+	}
 	for {
 		select {
+		case <-prevDone:
+			if prev.err != nil {
+				// What this segment holds follows a segment that was not
+				// stored: it is read again after storage is listed.
+				return seg, prev.err
+			}
+			prevDone = nil
+			continue
 		case msg, ok := <-msgs:
 			if !ok {
-				stop = errConsumerClosed
+				seg.stop = errConsumerClosed
 				if records == 0 {
-					return nil, sum, stop, nil
+					return seg, nil
 				}
 				break // upload what was read
 			}
@@ -256,11 +332,11 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 			}
 			toRecord(msg, &rec)
 			if err := w.Append(&rec); err != nil {
-				return nil, sum, nil, err
+				return seg, err
 			}
 			records++
 			if records == 1 {
-				rollTimer = time.After(p.settings.rollAge)
+				rollTimer = clk.After(p.settings.rollAge)
 			}
 			p.share.setOpen(held())
 			if w.Summary().Bytes < p.settings.rollBytes {
@@ -276,29 +352,31 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 				errs = nil // closed with the consumer: read the messages left
 				continue
 			}
-			stop = fmt.Errorf("consume: %w", cerr.Err)
+			seg.stop = fmt.Errorf("consume: %w", cerr.Err)
 			if records == 0 {
-				return nil, sum, stop, nil
+				return seg, nil
 			}
 		case <-rollTimer:
-		case <-progressTicker.C:
+		case <-progressTicker.C():
 			p.progress.highWater(pc.HighWaterMarkOffset())
 			openRecords.Set(float64(records))
 			continue
 		case <-drain:
-			stop = errDrained
+			seg.stop = errDrained
 			if records == 0 {
-				return nil, sum, stop, nil
+				return seg, nil
 			}
 		case <-ctx.Done():
-			return nil, sum, nil, ctx.Err()
+			return seg, ctx.Err()
 		}
 		p.progress.highWater(pc.HighWaterMarkOffset())
-		if sum, err = w.Close(0); err != nil {
-			return nil, sum, nil, err
+		sum, err := w.Close(0)
+		if err != nil {
+			return filledSegment{}, err
 		}
 		p.share.closing(int64(buf.Held()))
-		return buf, sum, stop, nil
+		seg.data, seg.sum = buf, sum
+		return seg, nil
 	}
 }
 

@@ -46,7 +46,8 @@ func TestStaleWriterIsFencedByStorage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, sum, _, err := stale.fill(ctx, nil, pc, 0)
+	seg, err := stale.fill(ctx, nil, pc, 0, nil)
+	data, sum := seg.data, seg.sum
 	pc.Close()
 	if err != nil || sum.Records != 300 {
 		t.Fatalf("stale fill: %d records, %v", sum.Records, err)
@@ -268,12 +269,57 @@ func TestFillStopsWhenTheConsumerCloses(t *testing.T) {
 		budget: budget, share: budget.join(),
 		settings: segmentSettings{codec: segment.CodecNone, rollBytes: 1 << 20, rollAge: time.Minute}}
 	for _, n := range []int{0, 3} {
-		data, sum, stop, err := p.fill(context.Background(), nil, newClosedConsumer(n), 0)
+		seg, err := p.fill(context.Background(), nil, newClosedConsumer(n), 0, nil)
+		data, sum, stop := seg.data, seg.sum, seg.stop
 		if err != nil || !errors.Is(stop, errConsumerClosed) {
 			t.Errorf("%d messages: err %v, stop %v; want stop errConsumerClosed", n, err, stop)
 		}
 		if sum.Records != int64(n) || (n == 0) != (data == nil) {
 			t.Errorf("%d messages: a segment of %d records (data %v)", n, sum.Records, data)
 		}
+	}
+}
+
+// TestFillDropsItsSegmentWhenThePreviousUploadFails: the segment that fills
+// while the one before it uploads is never handed over after that upload
+// failed (storage would hold it past a hole); its records are read again
+// after the next listing. After an upload that succeeded, it fills on.
+func TestFillDropsItsSegmentWhenThePreviousUploadFails(t *testing.T) {
+	m := newMetrics(prometheus.NewRegistry())
+	budget := newMemoryBudget(DefaultMemoryBudget)
+	p := &partitionBackup{topic: "t", metrics: m, progress: newProgress(m).partition("t", 0),
+		budget: budget, share: budget.join(),
+		settings: segmentSettings{codec: segment.CodecNone, rollBytes: 3, rollAge: time.Minute}}
+	openConsumer := func() *closedConsumer { // three messages, channels left open
+		c := &closedConsumer{msgs: make(chan *sarama.ConsumerMessage, 3), errs: make(chan *sarama.ConsumerError)}
+		for i := range 3 {
+			c.msgs <- &sarama.ConsumerMessage{Topic: "t", Offset: int64(10 + i), Value: []byte{'a' + byte(i)}}
+		}
+		return c
+	}
+	uploadErr := storageError{errors.New("upload t/0/10: 503")}
+	failed := &segmentUpload{done: make(chan struct{}), err: uploadErr}
+	time.AfterFunc(10*time.Millisecond, func() { close(failed.done) })
+	c := openConsumer()
+	<-c.msgs // two records only: under rollBytes, the segment stays open
+	seg, err := p.fill(context.Background(), nil, c, 10, failed)
+	data, stop := seg.data, seg.stop
+	if !errors.Is(err, uploadErr) || data != nil || stop != nil {
+		t.Fatalf("after the previous upload failed: data %v, stop %v, err %v; want no segment and the upload's error", data, stop, err)
+	}
+	if p.share.open != 0 || budget.held != 0 {
+		t.Errorf("the dropped segment still counts in the budget: open %d, held %d", p.share.open, budget.held)
+	}
+
+	stored := &segmentUpload{done: make(chan struct{})}
+	close(stored.done)
+	seg, err = p.fill(context.Background(), nil, openConsumer(), 10, stored)
+	data, sum, stop := seg.data, seg.sum, seg.stop
+	if err != nil || stop != nil || data == nil || sum.Records != 3 || sum.Start != 10 || sum.End != 13 {
+		t.Fatalf("after the previous upload was stored: %d records [%d, %d), stop %v, err %v; want records 10-12", sum.Records, sum.Start, sum.End, stop, err)
+	}
+	p.drop(data)
+	if budget.held != 0 {
+		t.Errorf("held %d after the segment was dropped", budget.held)
 	}
 }

@@ -32,6 +32,7 @@ func TestBenchRunsAtATinySize(t *testing.T) {
 	report := string(data)
 	for _, want := range []string{
 		"## Backup of a 4 MiB topic", "→ volume (zstd)", "→ volume (lz4)", "→ volume (none)", "→ gcs (zstd)",
+		"### While records flow", "→ volume on tmpfs (none) |",
 		"## Restore of that backup", "armory worker --restore",
 		"## Memory does not grow with the topic", "Peak RSS ratio",
 		"## A wide backup: 4 topics × 3 partitions", "none missing or repeated",
