@@ -197,16 +197,27 @@ func parseObject(prefix string, a storage.ObjectAttrs) (Object, error) {
 	default:
 		return Object{}, nil
 	}
-	start, err := strconv.ParseInt(base[:len(base)-4], 10, 64)
-	if err != nil || len(base) != 24 {
+	// Only the name the writer gives a position: 20 digits (no sign, no
+	// other spelling of the same number), then the suffix.
+	digits := base[:len(base)-4]
+	if len(base) != 24 || strings.Trim(digits, "0123456789") != "" {
+		return Object{}, nil
+	}
+	start, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil {
 		return Object{}, nil
 	}
 	o := Object{Name: a.Name, Gap: gap, Start: start, Created: a.Created}
 	if o.End, err = strconv.ParseInt(a.Metadata[MetaEnd], 10, 64); err != nil || o.End <= o.Start {
 		return Object{}, fmt.Errorf("%s has no valid %s metadata (%q)", a.Name, MetaEnd, a.Metadata[MetaEnd])
 	}
-	o.Records, _ = strconv.ParseInt(a.Metadata[MetaRecords], 10, 64)
-	o.Bytes, _ = strconv.ParseInt(a.Metadata[MetaBytes], 10, 64)
+	// The counts plan restores (a segment of 0 records is skipped): a
+	// damaged one is an error, not a zero.
+	for key, n := range map[string]*int64{MetaRecords: &o.Records, MetaBytes: &o.Bytes} {
+		if *n, err = strconv.ParseInt(a.Metadata[key], 10, 64); err != nil || *n < 0 {
+			return Object{}, fmt.Errorf("%s has no valid %s metadata (%q)", a.Name, key, a.Metadata[key])
+		}
+	}
 	if ms, err := strconv.ParseInt(a.Metadata[MetaMinTimestamp], 10, 64); err == nil {
 		o.MinTimestamp = time.UnixMilli(ms)
 	}

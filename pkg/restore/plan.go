@@ -170,13 +170,17 @@ func NewPlan(spec v1alpha.RestoreSpec, location string, stored map[string]*Store
 					}
 					continue
 				}
-				if o.Records == 0 || (!timeFrom.IsZero() && o.MaxTimestamp.Before(timeFrom)) ||
-					(!timeTo.IsZero() && !o.MinTimestamp.Before(timeTo)) {
+				// A segment stored without its timestamp bounds may hold
+				// records of any time: it is read, never skipped or
+				// counted whole by a time window.
+				timed := !o.MinTimestamp.IsZero() && !o.MaxTimestamp.IsZero()
+				if o.Records == 0 || timed && ((!timeFrom.IsZero() && o.MaxTimestamp.Before(timeFrom)) ||
+					(!timeTo.IsZero() && !o.MinTimestamp.Before(timeTo))) {
 					continue // no record of it can be selected
 				}
 				whole := o.Start >= w.from && o.End <= w.until &&
-					(timeFrom.IsZero() || !o.MinTimestamp.Before(timeFrom)) &&
-					(timeTo.IsZero() || o.MaxTimestamp.Before(timeTo))
+					(timeFrom.IsZero() || timed && !o.MinTimestamp.Before(timeFrom)) &&
+					(timeTo.IsZero() || timed && o.MaxTimestamp.Before(timeTo))
 				pp.Segments = append(pp.Segments, SegmentPlan{Object: o, Whole: whole})
 				if whole {
 					pp.Records += o.Records

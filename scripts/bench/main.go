@@ -22,6 +22,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,8 +59,9 @@ type result struct {
 	compressedMiB  float64
 	segments       int
 	cpuSeconds     float64
-	checked        bool   // every stored record decoded and compared
-	profile        string // its CPU profile
+	checked        bool    // every stored record decoded and compared
+	profile        string  // its CPU profile
+	flowMBps       float64 // a backup's rate while records flow (flowRate); 0 if unknown
 }
 
 // options say what one bench run measures, and at what sizes.
@@ -137,20 +139,8 @@ type report struct {
 	backups  []result
 	restores []result
 	rss      []result
-	flow     []flowPair // the same reader on the main topic and on the big one
 	wide     []result
 	ctrl     *controllerResult
-}
-
-// flowPair is one reader's run on the main topic and on the topic
-// rssFactor times larger: the extra bytes over the extra seconds are its
-// rate while records flow, without the costs every run pays once (a
-// worker's start, the last segment's rollover wait).
-type flowPair struct{ small, big result }
-
-// rate is the pair's MB/s while records flow.
-func (f flowPair) rate() float64 {
-	return float64(f.big.bytes-f.small.bytes) / (f.big.seconds - f.small.seconds) / 1e6
 }
 
 func run(o options) error {
@@ -252,9 +242,7 @@ func run(o options) error {
 			return err
 		}
 	}
-	if o.runs("rss") || o.runs("backup") {
-		// The topic rssFactor times larger: the RSS comparison, and the
-		// rates while records flow.
+	if o.runs("rss") {
 		const big = "bench.big"
 		if err := cluster.CreateTopic(big, partitions, nil); err != nil {
 			return err
@@ -264,55 +252,11 @@ func run(o options) error {
 		if err := produce(b.brokers, big, partitions, records); err != nil {
 			return err
 		}
-		small := map[string]result{}
-		for _, r := range rep.backups {
-			small[r.name] = r
-		}
-		pair := func(r result) {
-			if s, ok := small[r.name]; ok && o.runs("backup") {
-				rep.flow = append(rep.flow, flowPair{small: s, big: r})
-			}
-		}
-		if o.kcat && o.runs("backup") {
-			kc, err := runKcat(b.brokers, big, records)
-			if err != nil {
-				return err
-			}
-			pair(kc)
-		}
-		r, vol, err := b.backupToVolume("volume-big", "zstd", big, partitions, records)
+		r, _, err := b.backupToVolume("volume-big", "zstd", big, partitions, records)
 		if err != nil {
 			return err
 		}
-		_ = os.RemoveAll(vol)
 		rep.rss = append(rep.rss, r)
-		pair(r)
-		if o.runs("backup") {
-			for _, codec := range o.otherCodecs() {
-				r, vol, err := b.backupToVolume("volume-big-"+codec, codec, big, partitions, records)
-				if err != nil {
-					return err
-				}
-				_ = os.RemoveAll(vol)
-				pair(r)
-			}
-			// In memory, the worker without the disk.
-			if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() && slices.Contains(strings.Split(o.codecs, ","), "none") {
-				shm, err := os.MkdirTemp("/dev/shm", "armory-bench-")
-				if err != nil {
-					return err
-				}
-				saved := b.dir
-				b.dir = shm
-				r, _, err := b.backupToVolume("tmpfs-big-none", "none", big, partitions, records)
-				b.dir = saved
-				_ = os.RemoveAll(shm)
-				if err != nil {
-					return err
-				}
-				pair(r)
-			}
-		}
 	}
 	if o.runs("wide") {
 		r, err := b.wideBackup()
@@ -684,8 +628,8 @@ spec:
 	_ = worker.Process.Signal(syscall.SIGTERM)
 	waitExited(worker.Process.Pid)
 	peak := rss()
+	log, _ := os.ReadFile(logFile.Name())
 	if err := worker.Wait(); err != nil {
-		log, _ := os.ReadFile(logFile.Name())
 		return result{}, fmt.Errorf("worker: %w\n%s", err, tail(log))
 	}
 	// What storage holds, from its listing.
@@ -694,7 +638,8 @@ spec:
 		where = "volume on tmpfs"
 	}
 	r := result{name: fmt.Sprintf("armory worker --backup → %s (%s)", where, compression), seconds: elapsed,
-		bytes: records * (valueSize + 16), peakRSSMiB: peak, cpuSeconds: cpuSeconds, profile: b.cpuProfile("backup-" + name)}
+		bytes: records * (valueSize + 16), peakRSSMiB: peak, cpuSeconds: cpuSeconds, profile: b.cpuProfile("backup-" + name),
+		flowMBps: flowRate(log)}
 	var compressed int64
 	for _, t := range topics {
 		for p := range int32(parts) {
@@ -969,25 +914,27 @@ func renderReport(o options, rep *report, segmentBench string) string {
 				float64(r.bytes)/r.seconds/1e6, perSecond, ratio(r, base), cpuCell(r), rss, stored, segments)
 		}
 	}
-	if len(rep.flow) > 0 {
-		fmt.Fprintf(&b, "\n### While records flow\n\nEvery run above pays some costs once: the worker's start (process, API reads, Lease, "+
-			"connecting) and, at the end, the last segment of each partition waiting for its 1 s rollover timeout (a continuous backup "+
-			"cannot know the topic ended; kcat -e can). The same readers on a topic %d times larger (%d MiB, same settings) give the rate "+
-			"without them: the extra bytes over the extra seconds.\n\n", o.rssFactor, o.mib*o.rssFactor)
-		b.WriteString("| reader | seconds, main topic | seconds, big topic | MB/s while records flow | vs kcat |\n|---|---|---|---|---|\n")
+	if len(rep.backups) > 0 {
+		b.WriteString("\n### While records flow\n\nEvery worker run above pays some costs once: its start (process, API reads, Lease, " +
+			"connecting) and, at the end, the last segment of each partition waiting for its 1 s rollover timeout (a continuous backup " +
+			"cannot know that the topic ended; kcat -e can). Without them: the uncompressed bytes of the segments stored between the " +
+			"first segment stored and the last full one (16 MiB, closed by size), over that time, from the worker's log " +
+			"(\"Uploaded segment\" lines); kcat's figure is its whole run.\n\n")
+		b.WriteString("| reader | MB/s while records flow | vs kcat |\n|---|---|---|\n")
 		var base float64
-		if f := rep.flow[0]; strings.Contains(f.small.name, "baseline") && f.big.seconds > f.small.seconds {
-			base = rep.flow[0].rate()
+		if strings.Contains(rep.backups[0].name, "baseline") {
+			base = float64(rep.backups[0].bytes) / rep.backups[0].seconds / 1e6
+			fmt.Fprintf(&b, "| %s | %.0f | 1.00× |\n", rep.backups[0].name, base)
 		}
-		for _, f := range rep.flow {
-			rate, vs := "— (the big topic was not slower: too small to tell)", ""
-			if f.big.seconds > f.small.seconds {
-				rate = fmt.Sprintf("%.0f", f.rate())
-				if base > 0 {
-					vs = fmt.Sprintf("%.2f×", f.rate()/base)
-				}
+		for _, r := range rep.backups {
+			if r.flowMBps == 0 {
+				continue
 			}
-			fmt.Fprintf(&b, "| %s | %.1f | %.1f | %s | %s |\n", f.small.name, f.small.seconds, f.big.seconds, rate, vs)
+			vs := ""
+			if base > 0 {
+				vs = fmt.Sprintf("%.2f×", r.flowMBps/base)
+			}
+			fmt.Fprintf(&b, "| %s | %.0f | %s |\n", r.name, r.flowMBps, vs)
 		}
 	}
 	if len(rep.backups) > 0 {
@@ -1079,4 +1026,58 @@ func applyIn(ctx context.Context, env *testenv.Env, ns, manifest string) error {
 		return fmt.Errorf("kubectl apply: %w\n%s", err, out)
 	}
 	return nil
+}
+
+// uploadLine is a worker's "Uploaded segment" log line: its klog time, and
+// the segment's partition and uncompressed bytes.
+var uploadLine = regexp.MustCompile(`^I\d{4} (\d\d:\d\d:\d\d\.\d{6}) .*"Uploaded segment".* topic="([^"]+)" partition=(\d+) .* bytes=(\d+) `)
+
+// flowRate is a backup's MB/s while records flow, from its log: the bytes
+// of the segments stored after the first one, up to the last segment closed
+// by size, over the time between those two uploads. The last segment of
+// each partition (closed by its rollover timeout, or the drain) is left
+// out, and with it the wait for it. 0 when there are too few segments.
+func flowRate(log []byte) float64 {
+	type upload struct {
+		at    time.Time
+		bytes int64
+	}
+	last := map[string]int{} // partition → index of its last upload
+	var ups []upload
+	for _, line := range strings.Split(string(log), "\n") {
+		m := uploadLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		at, err := time.Parse("15:04:05.000000", m[1])
+		n, _ := strconv.ParseInt(m[4], 10, 64)
+		if err != nil {
+			continue
+		}
+		last[m[2]+"/"+m[3]] = len(ups)
+		ups = append(ups, upload{at, n})
+	}
+	drop := map[int]bool{}
+	for _, i := range last {
+		drop[i] = true
+	}
+	var full []upload
+	for i, u := range ups {
+		if !drop[i] {
+			full = append(full, u)
+		}
+	}
+	if len(full) < 3 {
+		return 0
+	}
+	sort.Slice(full, func(i, j int) bool { return full[i].at.Before(full[j].at) })
+	var bytes int64
+	for _, u := range full[1:] {
+		bytes += u.bytes
+	}
+	span := full[len(full)-1].at.Sub(full[0].at).Seconds()
+	if span <= 0 {
+		return 0
+	}
+	return float64(bytes) / span / 1e6
 }

@@ -37,7 +37,7 @@ var Supported = []Property{
 	{"metadata.max.age.ms", "How often cluster metadata is refreshed, which is how quickly new partitions are found.", checkInt(1000, 86_400_000)},
 	{"retry.backoff.ms", "Wait between retries of a failed request.", checkInt(0, 3_600_000)},
 	{"fetch.min.bytes", "Backups: the least data a broker returns for a fetch, unless fetch.max.wait.ms passes first.", checkInt(1, 1<<30)},
-	{"fetch.max.wait.ms", "Backups: how long a broker may wait to fill fetch.min.bytes.", checkInt(0, 60_000)},
+	{"fetch.max.wait.ms", "Backups: how long a broker may wait to fill fetch.min.bytes.", checkInt(1, 60_000)},
 	{"max.partition.fetch.bytes", "Backups: the most data fetched per partition per request. When unset, the worker sizes it from its --memory-budget; a value set here is used as is.", checkInt(1024, 1<<30)},
 	{"acks", "Restores: acknowledgements required per write. A restore writes exactly once, which needs all (or -1); nothing else is accepted. Default: all.", checkOneOf("all", "-1")},
 	{"compression.type", "Restores: compression of produced batches: none, gzip, snappy, lz4 or zstd. Default: none.",
