@@ -116,10 +116,15 @@ func WorkerPod(labels map[string]string, serviceAccount string, command []string
 				},
 				LivenessProbe:  httpProbe("/healthz", 3),
 				ReadinessProbe: httpProbe("/readyz", 1),
+				// The request is what a worker at its default
+				// --memory-budget (256Mi) uses at its peak: the budget
+				// plus what the runtime holds beyond Go's memory limit
+				// (docs/worker.md, "Memory"), so the scheduler reserves
+				// it; the limit leaves room for a larger budget.
 				Resources: corev1.ResourceRequirements{
 					Requests: corev1.ResourceList{
 						corev1.ResourceCPU:    resource.MustParse("100m"),
-						corev1.ResourceMemory: resource.MustParse("256Mi"),
+						corev1.ResourceMemory: resource.MustParse("384Mi"),
 					},
 					Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
 				},
