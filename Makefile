@@ -5,7 +5,7 @@ GO ?= go
 # Go test flags; e.g. make test TESTFLAGS='-run TestExamples -v'
 TESTFLAGS ?=
 
-.PHONY: all build generate verify lint test fuzz k8s-binaries bench bench-quick demo image clean help
+.PHONY: all build generate verify lint test fuzz chaos k8s-binaries bench bench-quick demo image clean help
 
 all: build
 
@@ -19,6 +19,7 @@ help:
 	@echo "make test       verify + lint + every test, against a real kube-apiserver"
 	@echo "make bench      backup and restore throughput and memory beside kcat → docs/BENCHMARKS.md (PROFILE=dir: pprof files)"
 	@echo "make bench-quick  the same on small sizes (about 2 minutes) → bin/BENCHMARKS-quick.md"
+	@echo "make chaos      kill storm and storage faults, every record checked → docs/RELIABILITY.md (SEED=n replays a run)"
 	@echo "make fuzz       every fuzz target for FUZZTIME each (default 30s; make test runs their seeds)"
 
 # The version and commit `armory version` prints.
@@ -80,6 +81,13 @@ bench: k8s-binaries
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/segment | grep -E '^(Benchmark|goos|goarch|cpu)' > /tmp/armory-segment-bench.txt
 	KUBEBUILDER_ASSETS="$$(scripts/k8s-binaries.sh)" $(GO) run ./scripts/bench -segment-bench /tmp/armory-segment-bench.txt \
 		$(if $(PROFILE),-profile $(PROFILE)) $(BENCHFLAGS)
+
+# Backups under SIGKILLs and storage faults, every record checked, written to
+# docs/RELIABILITY.md (scripts/chaos; make test runs it once, small).
+# SEED=n replays a run's random choices.
+SEED ?= 0
+chaos: k8s-binaries
+	KUBEBUILDER_ASSETS="$$(scripts/k8s-binaries.sh)" $(GO) run ./scripts/chaos -seed $(SEED) $(CHAOSFLAGS)
 
 # Every fuzz target (segment decoding, listings and object names, topic.json,
 # restore windows, EventHub properties) for FUZZTIME each.
