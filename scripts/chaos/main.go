@@ -77,7 +77,7 @@ func main() {
 	flag.Uint64Var(&o.seed, "seed", 0, "the run's random seed (0: from the clock; the report and the log say which)")
 	flag.StringVar(&o.only, "only", "", "comma-separated scenarios: kills, storage (empty: all)")
 	flag.IntVar(&o.kills, "kills", 50, "SIGKILLs of the backup worker in the kill storm")
-	flag.IntVar(&o.batches, "batches", 2000, "the producer's batches at most")
+	flag.IntVar(&o.batches, "batches", 6000, "the producer's batches at most (production ends with the kills, or after -storage-for)")
 	flag.IntVar(&o.batchSize, "batch-size", 50, "records per topic per batch (3 topics)")
 	flag.Float64Var(&o.faultRate, "fault-rate", 0.1, "share of storage calls the proxy breaks")
 	flag.DurationVar(&o.stall, "stall", 5*time.Second, "how long a stalled storage call waits")
