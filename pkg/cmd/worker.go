@@ -45,6 +45,10 @@ type workerOptions struct {
 	memoryBudget       resource.QuantityValue
 }
 
+// DefaultDrainTimeout bounds a worker's drain after SIGTERM: below both
+// pods' termination grace periods, with room for the last status write.
+const DefaultDrainTimeout = 25 * time.Second
+
 func newWorkerCommand() *cobra.Command {
 	o := &workerOptions{}
 	cmd := &cobra.Command{
@@ -96,6 +100,10 @@ resume from what was committed.`,
 		"How long the holder tries to renew before it stops writing.")
 	f.DurationVar(&o.lease.RetryPeriod, "lease-retry-period", leader.DefaultTimings.RetryPeriod,
 		"How often to try to take or renew the Lease.")
+	f.DurationVar(&o.lease.DrainTimeout, "drain-timeout", DefaultDrainTimeout,
+		"After SIGTERM, how long a backup may take to upload its open segments (a restore: to finish its transaction) "+
+			"before it stops without them; what was not stored is read again by the next worker. Keep it below the pod's "+
+			"termination grace period (60s for a Backup's Deployment, Kubernetes' default 30s for a Restore's Job). 0: no bound.")
 	f.DurationVar(&o.statusInterval, "status-interval", 10*time.Second,
 		"How often progress is written to the resource's status, when it changed.")
 	f.DurationVar(&o.recheckInterval, "recheck-interval", 30*time.Second,

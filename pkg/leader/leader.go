@@ -21,6 +21,10 @@ type Timings struct {
 	Duration      time.Duration // a standby takes over this long after the last renewal
 	RenewDeadline time.Duration // the holder gives up if it cannot renew for this long
 	RetryPeriod   time.Duration
+	// DrainTimeout, if set, bounds the drain: work's context ends this long
+	// after Run's, so that a drain stuck on, say, a stalled upload ends
+	// within the pod's grace period instead of being killed at its end.
+	DrainTimeout time.Duration
 }
 
 // DefaultTimings are client-go's usual values.
@@ -42,6 +46,10 @@ type Config struct {
 	// Held, if set, is told when the Lease is taken and let go.
 	Held func(bool)
 }
+
+// ErrDrainTimeout: the drain took longer than Timings.DrainTimeout and the
+// work was stopped.
+var ErrDrainTimeout = errors.New("the drain did not finish in time: stopped")
 
 // Run runs work only while holding the Lease. work gets a context that ends
 // the moment the Lease is lost (stop at once), and drain, closed when ctx
@@ -83,7 +91,28 @@ func Run(ctx context.Context, c Config, work func(ctx context.Context, drain <-c
 				led.Store(true)
 				held(true)
 				logger.Info("Took the Lease: starting")
-				workErr = work(leadingCtx, ctx.Done())
+				workCtx, stopWork := context.WithCancelCause(leadingCtx)
+				defer stopWork(nil)
+				if c.Timings.DrainTimeout > 0 {
+					// Ends with the work (stopWork above).
+					go func() {
+						select {
+						case <-ctx.Done():
+						case <-workCtx.Done():
+							return
+						}
+						select {
+						case <-time.After(c.Timings.DrainTimeout):
+							logger.Info("The drain is taking longer than its timeout: stopping the work", "timeout", c.Timings.DrainTimeout)
+							stopWork(ErrDrainTimeout)
+						case <-workCtx.Done():
+						}
+					}()
+				}
+				workErr = work(workCtx, ctx.Done())
+				if errors.Is(context.Cause(workCtx), ErrDrainTimeout) {
+					workErr = errors.Join(ErrDrainTimeout, workErr)
+				}
 				if leadingCtx.Err() != nil && ctx.Err() == nil {
 					lost.Store(true)
 				}

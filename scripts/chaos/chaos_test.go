@@ -9,7 +9,8 @@ import (
 )
 
 // TestChaosRunsAtASmallSize runs every scenario of make chaos once, small:
-// a few kills, a few seconds of storage faults. It fails as make chaos does,
+// a few kills, a few seconds of storage faults, one SIGTERM while uploads
+// hang. It fails as make chaos does,
 // on a record lost, duplicated or changed, an object left over, or a fault
 // that never happened.
 func TestChaosRunsAtASmallSize(t *testing.T) {
@@ -24,8 +25,8 @@ func TestChaosRunsAtASmallSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 2 {
-		t.Fatalf("%d scenarios ran, want 2", len(rows))
+	if len(rows) != 3 {
+		t.Fatalf("%d scenarios ran, want 3", len(rows))
 	}
 	for _, r := range rows {
 		if !r.passed() {
@@ -36,7 +37,7 @@ func TestChaosRunsAtASmallSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| kill storm |", "| storage faults (GCS) |", "SIGKILL 4", "answer lost after the call", "## What Armory promises"} {
+	for _, want := range []string{"| kill storm |", "| storage faults (GCS) |", "| SIGTERM during a stalled upload |", "SIGKILL 4", "answer lost after the call", "## What Armory promises"} {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("the report has no %q:\n%s", want, data)
 		}

@@ -75,7 +75,7 @@ type options struct {
 func main() {
 	var o options
 	flag.Uint64Var(&o.seed, "seed", 0, "the run's random seed (0: from the clock; the report and the log say which)")
-	flag.StringVar(&o.only, "only", "", "comma-separated scenarios: kills, storage (empty: all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated scenarios: kills, storage, sigterm (empty: all)")
 	flag.IntVar(&o.kills, "kills", 50, "SIGKILLs of the backup worker in the kill storm")
 	flag.IntVar(&o.batches, "batches", 6000, "the producer's batches at most (production ends with the kills, or after -storage-for)")
 	flag.IntVar(&o.batchSize, "batch-size", 50, "records per topic per batch (3 topics)")
@@ -173,6 +173,9 @@ func run(o options) ([]row, error) {
 	}
 	if o.runs("storage") {
 		rows = append(rows, c.storageFaults())
+	}
+	if o.runs("sigterm") {
+		rows = append(rows, c.sigtermDuringStalledUpload())
 	}
 	for _, r := range rows {
 		fmt.Printf("%s: %s\n", r.scenario, r.summary())
@@ -274,13 +277,14 @@ type worker struct {
 
 // startWorker runs `armory worker --backup=chaos` as the Deployment would,
 // with a short Lease so that a killed worker's successor takes over fast.
-func (c *chaos) startWorker(ns, storagePath, logName string) (*worker, error) {
+func (c *chaos) startWorker(ns, storagePath, logName string, extra ...string) (*worker, error) {
 	args := []string{"worker", "--backup=chaos", "--kubeconfig", c.env.Kubeconfig, "--namespace", ns,
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
 		"--lease-duration", "2s", "--lease-renew-deadline", "1500ms", "--lease-retry-period", "250ms"}
 	if storagePath != "" {
 		args = append(args, "--storage-path", storagePath)
 	}
+	args = append(args, extra...)
 	log, err := os.OpenFile(filepath.Join(c.dir, logName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -749,6 +753,10 @@ type faultProxy struct {
 	counts map[string]int
 	total  int // calls
 	broken int // calls broken
+	// stallUploads makes every upload hang (the sigterm scenario);
+	// stalled counts them.
+	stallUploads bool
+	stalled      int
 }
 
 var faultKinds = []string{"503", "429", "reset before the call", "answer lost after the call", "stall"}
@@ -757,7 +765,10 @@ func (f *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.total++
 	f.mu.Unlock()
-	if !f.on.Load() || f.c.float() >= f.c.faultRate {
+	f.mu.Lock()
+	stallAll := f.stallUploads
+	f.mu.Unlock()
+	if !f.on.Load() || !stallAll && f.c.float() >= f.c.faultRate {
 		f.backend.ServeHTTP(w, r)
 		return
 	}
@@ -765,10 +776,25 @@ func (f *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// short run has every kind too.
 	f.mu.Lock()
 	kind := faultKinds[f.broken%len(faultKinds)]
+	if f.stallUploads && r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/upload/") {
+		kind = "upload stalled"
+	}
 	f.broken++
 	f.counts[kind]++
 	f.mu.Unlock()
 	switch kind {
+	case "upload stalled":
+		f.mu.Lock()
+		f.stalled++
+		f.mu.Unlock()
+		// Read the body first: only then does the server notice the
+		// client hanging up, which ends the request's context.
+		_, _ = io.Copy(io.Discard, r.Body)
+		select { // until the client gives up (bounded)
+		case <-r.Context().Done():
+		case <-time.After(2 * time.Minute):
+		}
+		return
 	case "503", "429":
 		code := map[string]int{"503": http.StatusServiceUnavailable, "429": http.StatusTooManyRequests}[kind]
 		w.Header().Set("Content-Type", "application/json")
@@ -815,4 +841,106 @@ func (f *faultProxy) calls() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.total
+}
+
+// sigtermDuringStalledUpload stops a worker with SIGTERM while its storage
+// holds every upload: the drain cannot finish, so --drain-timeout must end
+// the worker within the pod's grace period, with no partial object, and the
+// next worker must resume exactly where storage ends.
+func (c *chaos) sigtermDuringStalledUpload() row {
+	const drainTimeout, grace = 5 * time.Second, 60 * time.Second
+	r := row{scenario: "SIGTERM during a stalled upload", faults: map[string]int{"upload stalled at SIGTERM": 0}}
+	start := time.Now()
+	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", Port: 0, Writer: io.Discard})
+	if err != nil {
+		r.err = err
+		return r
+	}
+	defer srv.Stop()
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "chaos"})
+	target, _ := url.Parse(srv.URL())
+	faults := &faultProxy{c: c, backend: httputil.NewSingleHostReverseProxy(target), counts: map[string]int{}}
+	proxy := httptest.NewServer(faults)
+	defer proxy.Close()
+	cluster, err := newCluster()
+	if err != nil {
+		r.err = err
+		return r
+	}
+	defer cluster.Close()
+	ns := "chaos-sigterm"
+	if r.err = c.backupIn(ns, cluster.ListenAddrs(), fmt.Sprintf("gcsBucket: {bucket: chaos, endpoint: %q}", proxy.URL)); r.err != nil {
+		return r
+	}
+	bucket, err := gcs.New(c.ctx, gcs.Config{Bucket: "chaos", Endpoint: srv.URL()})
+	if err != nil {
+		r.err = err
+		return r
+	}
+	defer bucket.Close()
+	p, err := c.produce(cluster.ListenAddrs())
+	if err != nil {
+		r.err = err
+		return r
+	}
+	w, err := c.startWorker(ns, "", "sigterm.log", "--drain-timeout", drainTimeout.String())
+	if err != nil {
+		r.err = err
+		return r
+	}
+	// Some segments stored normally, then every upload hangs.
+	for range 300 {
+		if stored, _ := countStored(c.ctx, bucket); stored > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	faults.mu.Lock()
+	faults.stallUploads = true
+	faults.mu.Unlock()
+	faults.on.Store(true)
+	for range 300 {
+		faults.mu.Lock()
+		n := faults.stalled
+		faults.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	faults.mu.Lock()
+	r.faults["upload stalled at SIGTERM"] = faults.stalled
+	faults.mu.Unlock()
+	produced, perr := p.finish()
+	termAt := time.Now()
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	var took time.Duration
+	select {
+	case <-w.done:
+		took = time.Since(termAt)
+	case <-time.After(grace):
+		w.kill()
+		r.err = fmt.Errorf("the worker did not exit within the pod's %s grace period after SIGTERM", grace)
+		return r
+	}
+	faults.on.Store(false)
+	r.iterations = fmt.Sprintf("every upload hung at SIGTERM; the worker (--drain-timeout %s) exited in %.1f s (%s), within the %s grace period",
+		drainTimeout, took.Seconds(), w.cmd.ProcessState, grace)
+	if r.err = perr; r.err == nil {
+		r.err = c.finalRun(ns, "", bucket, produced, &r)
+	}
+	r.seconds = time.Since(start).Seconds()
+	return r
+}
+
+// countStored counts the segments a bucket holds.
+func countStored(ctx context.Context, b storage.Bucket) (int, error) {
+	n := 0
+	err := b.List(ctx, "", func(a storage.ObjectAttrs) error {
+		if strings.HasSuffix(a.Name, layout.SegmentSuffix) {
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
