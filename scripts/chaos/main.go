@@ -733,12 +733,15 @@ const promises = `
   retried a few times by the client, then the partition lists storage again and continues from what it holds; a
   segment whose creation succeeded but whose answer was lost is found by that listing and adopted (counted, not
   written again). The stream's status says ` + "`Retrying`" + ` while it lasts.
+- **SIGTERM while the storage hangs**: the worker drains (uploads its open segments) for at most ` + "`--drain-timeout`" + `
+  (25 s), then stops without them and exits 1; no partial object is left, and the next worker reads those records
+  again. The pod's grace period (60 s) is never what ends it.
 - **Not promised**: records Kafka removed (retention) before the backup reached them are not in the backup; a gap
   marker records the missing positions and the status says so. A topic deleted on the source while its backup runs
   stops that stream (` + "`Failed`" + `); what was stored stays.
 
 Not yet run here (the reliability issue's remaining scenarios): Kafka faults, an API-server outage, Lease handover
-under load, SIGTERM during a slow upload, and a kill storm of the restore worker.
+under load, volume faults (a full disk, a read-only remount), and a kill storm of the restore worker.
 `
 
 // faultProxy stands between the worker and the GCS emulator. While on, it
