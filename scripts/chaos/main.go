@@ -609,33 +609,65 @@ func same(a, b segment.Record) bool {
 	return true
 }
 
+// gcsSetup is a Kafka cluster with the scenario's topics, and a Backup of
+// them to fake-gcs-server, reached through a faultProxy (off until a
+// scenario turns it on).
+type gcsSetup struct {
+	brokers []string
+	faults  *faultProxy
+	bucket  storage.Bucket // the bucket itself, not through the proxy: for the checks
+	close   func()
+}
+
+func (c *chaos) backupToGCSBehindProxy(ns string) (*gcsSetup, error) {
+	var closers []func()
+	s := &gcsSetup{close: func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}}
+	fail := func(err error) (*gcsSetup, error) { s.close(); return nil, err }
+	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", Port: 0, Writer: io.Discard})
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, srv.Stop)
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "chaos"})
+	target, _ := url.Parse(srv.URL())
+	s.faults = &faultProxy{c: c, backend: httputil.NewSingleHostReverseProxy(target), counts: map[string]int{}}
+	proxy := httptest.NewServer(s.faults)
+	closers = append(closers, proxy.Close)
+	cluster, err := newCluster()
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, cluster.Close)
+	s.brokers = cluster.ListenAddrs()
+	if err := c.backupIn(ns, s.brokers, fmt.Sprintf("gcsBucket: {bucket: chaos, endpoint: %q}", proxy.URL)); err != nil {
+		return fail(err)
+	}
+	bucket, err := gcs.New(c.ctx, gcs.Config{Bucket: "chaos", Endpoint: srv.URL()})
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, func() { bucket.Close() })
+	s.bucket = bucket
+	return s, nil
+}
+
 // storageFaults backs up to GCS through a fault-injecting proxy.
 func (c *chaos) storageFaults() row {
 	r := row{scenario: "storage faults (GCS)"}
 	start := time.Now()
-	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", Port: 0, Writer: io.Discard})
+	const ns = "chaos-storage"
+	s, err := c.backupToGCSBehindProxy(ns)
 	if err != nil {
 		r.err = err
 		return r
 	}
-	defer srv.Stop()
-	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "chaos"})
-	target, _ := url.Parse(srv.URL())
-	faults := &faultProxy{c: c, backend: httputil.NewSingleHostReverseProxy(target), counts: map[string]int{}}
-	proxy := httptest.NewServer(faults)
-	defer proxy.Close()
-
-	cluster, err := newCluster()
-	if err != nil {
-		r.err = err
-		return r
-	}
-	defer cluster.Close()
-	ns := "chaos-storage"
-	if r.err = c.backupIn(ns, cluster.ListenAddrs(), fmt.Sprintf("gcsBucket: {bucket: chaos, endpoint: %q}", proxy.URL)); r.err != nil {
-		return r
-	}
-	p, err := c.produce(cluster.ListenAddrs())
+	defer s.close()
+	faults, bucket := s.faults, s.bucket
+	p, err := c.produce(s.brokers)
 	if err != nil {
 		r.err = err
 		return r
@@ -664,14 +696,8 @@ func (c *chaos) storageFaults() row {
 		time.Sleep(100 * time.Millisecond)
 	}
 	produced, perr := p.finish()
-	// The last records are stored with faults still on; then the check
-	// reads storage directly.
-	bucket, err := gcs.New(c.ctx, gcs.Config{Bucket: "chaos", Endpoint: srv.URL()})
-	if err != nil {
-		r.err = err
-		return r
-	}
-	defer bucket.Close()
+	// The last records are stored with faults still on; the checks read
+	// the bucket directly.
 	deadline := time.Now().Add(3 * time.Minute)
 	for !caughtUp(c.ctx, bucket, produced) && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
@@ -854,34 +880,15 @@ func (c *chaos) sigtermDuringStalledUpload() row {
 	const drainTimeout, grace = 5 * time.Second, 60 * time.Second
 	r := row{scenario: "SIGTERM during a stalled upload", faults: map[string]int{"upload stalled at SIGTERM": 0}}
 	start := time.Now()
-	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", Port: 0, Writer: io.Discard})
+	const ns = "chaos-sigterm"
+	s, err := c.backupToGCSBehindProxy(ns)
 	if err != nil {
 		r.err = err
 		return r
 	}
-	defer srv.Stop()
-	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "chaos"})
-	target, _ := url.Parse(srv.URL())
-	faults := &faultProxy{c: c, backend: httputil.NewSingleHostReverseProxy(target), counts: map[string]int{}}
-	proxy := httptest.NewServer(faults)
-	defer proxy.Close()
-	cluster, err := newCluster()
-	if err != nil {
-		r.err = err
-		return r
-	}
-	defer cluster.Close()
-	ns := "chaos-sigterm"
-	if r.err = c.backupIn(ns, cluster.ListenAddrs(), fmt.Sprintf("gcsBucket: {bucket: chaos, endpoint: %q}", proxy.URL)); r.err != nil {
-		return r
-	}
-	bucket, err := gcs.New(c.ctx, gcs.Config{Bucket: "chaos", Endpoint: srv.URL()})
-	if err != nil {
-		r.err = err
-		return r
-	}
-	defer bucket.Close()
-	p, err := c.produce(cluster.ListenAddrs())
+	defer s.close()
+	faults, bucket := s.faults, s.bucket
+	p, err := c.produce(s.brokers)
 	if err != nil {
 		r.err = err
 		return r
