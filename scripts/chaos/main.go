@@ -23,6 +23,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -64,6 +65,7 @@ type options struct {
 	seed       uint64
 	only       string
 	kills      int           // SIGKILLs in the kill storm
+	handovers  int           // Lease handovers between two workers
 	batches    int           // the producer's batches at most (each: batchSize records per topic)
 	batchSize  int           // records per topic per batch
 	faultRate  float64       // share of storage calls given a fault
@@ -75,7 +77,8 @@ type options struct {
 func main() {
 	var o options
 	flag.Uint64Var(&o.seed, "seed", 0, "the run's random seed (0: from the clock; the report and the log say which)")
-	flag.StringVar(&o.only, "only", "", "comma-separated scenarios: kills, storage, sigterm (empty: all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated scenarios: kills, handover, storage, sigterm (empty: all)")
+	flag.IntVar(&o.handovers, "handovers", 10, "times the Lease moves between two workers in the handover scenario")
 	flag.IntVar(&o.kills, "kills", 50, "SIGKILLs of the backup worker in the kill storm")
 	flag.IntVar(&o.batches, "batches", 6000, "the producer's batches at most (production ends with the kills, or after -storage-for)")
 	flag.IntVar(&o.batchSize, "batch-size", 50, "records per topic per batch (3 topics)")
@@ -170,6 +173,9 @@ func run(o options) ([]row, error) {
 	var rows []row
 	if o.runs("kills") {
 		rows = append(rows, c.killStorm())
+	}
+	if o.runs("handover") {
+		rows = append(rows, c.handover())
 	}
 	if o.runs("storage") {
 		rows = append(rows, c.storageFaults())
@@ -272,7 +278,14 @@ spec:
 type worker struct {
 	cmd  *exec.Cmd
 	log  *os.File
+	path string // of its log
 	done chan struct{}
+}
+
+// holds reports whether the worker has logged taking the Lease.
+func (w *worker) holds() bool {
+	log, _ := os.ReadFile(w.path)
+	return strings.Contains(string(log), "Took the Lease")
 }
 
 // startWorker runs `armory worker --backup=chaos` as the Deployment would,
@@ -295,7 +308,7 @@ func (c *chaos) startWorker(ns, storagePath, logName string, extra ...string) (*
 		log.Close()
 		return nil, err
 	}
-	w := &worker{cmd: cmd, log: log, done: make(chan struct{})}
+	w := &worker{cmd: cmd, log: log, path: log.Name(), done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); log.Close(); close(w.done) }()
 	return w, nil
 }
@@ -481,6 +494,83 @@ func (c *chaos) killStorm() row {
 	bucket, err := volume.New(vol)
 	if err == nil && r.err == nil {
 		r.err = c.finalRun(ns, vol, bucket, produced, &r)
+	}
+	r.seconds = time.Since(start).Seconds()
+	return r
+}
+
+// handover runs two workers on one Backup under load and moves the Lease
+// between them: the holder is stopped with SIGTERM (it drains and releases
+// the Lease), the standby takes over, and a new standby starts.
+func (c *chaos) handover() row {
+	r := row{scenario: "Lease handover", faults: map[string]int{"handover": 0}}
+	start := time.Now()
+	cluster, err := newCluster()
+	if err != nil {
+		r.err = err
+		return r
+	}
+	defer cluster.Close()
+	const ns = "chaos-handover"
+	vol := filepath.Join(c.dir, "handover")
+	if r.err = os.MkdirAll(vol, 0o755); r.err != nil {
+		return r
+	}
+	if r.err = c.backupIn(ns, cluster.ListenAddrs(), "volume: {capacity: 1Gi}"); r.err != nil {
+		return r
+	}
+	p, err := c.produce(cluster.ListenAddrs())
+	if err != nil {
+		r.err = err
+		return r
+	}
+	waitHolds := func(w *worker) error {
+		for range 300 {
+			if w.holds() {
+				return nil
+			}
+			select {
+			case <-w.done:
+				return fmt.Errorf("a worker exited (%s) before it took the Lease", w.cmd.ProcessState)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		return fmt.Errorf("no worker took the Lease within 30 s")
+	}
+	holder, err := c.startWorker(ns, vol, "handover-0.log")
+	if err == nil {
+		err = waitHolds(holder)
+	}
+	for i := 1; err == nil && i <= c.handovers; i++ {
+		var standby *worker
+		if standby, err = c.startWorker(ns, vol, fmt.Sprintf("handover-%d.log", i)); err != nil {
+			break
+		}
+		time.Sleep(time.Duration(200+c.intn(1800)) * time.Millisecond)
+		if err = holder.stop(); err != nil { // SIGTERM: drains, releases, exits 0
+			break
+		}
+		if err = waitHolds(standby); err != nil {
+			break
+		}
+		r.faults["handover"]++
+		holder = standby
+	}
+	batches := p.count()
+	produced, perr := p.finish()
+	r.iterations = fmt.Sprintf("two workers on one Backup; the holder SIGTERMed %d times at random moments while %d batches were produced",
+		c.handovers, batches)
+	if holder != nil {
+		if serr := holder.stop(); err == nil {
+			err = serr
+		}
+	}
+	r.err = errors.Join(err, perr)
+	if r.err == nil {
+		bucket, err := volume.New(vol)
+		if r.err = err; err == nil {
+			r.err = c.finalRun(ns, vol, bucket, produced, &r)
+		}
 	}
 	r.seconds = time.Since(start).Seconds()
 	return r
@@ -759,6 +849,9 @@ const promises = `
   retried a few times by the client, then the partition lists storage again and continues from what it holds; a
   segment whose creation succeeded but whose answer was lost is found by that listing and adopted (counted, not
   written again). The stream's status says ` + "`Retrying`" + ` while it lasts.
+- **The Lease moving between workers** (a rolling update, a drained node): the holder uploads its open segments and
+  releases the Lease before it exits; the standby takes it and continues from what storage holds, no record twice.
+  Should two workers ever write at once, the create-if-absent of every object still lets only one store a position.
 - **SIGTERM while the storage hangs**: the worker drains (uploads its open segments) for at most ` + "`--drain-timeout`" + `
   (25 s), then stops without them and exits 1; no partial object is left, and the next worker reads those records
   again. The pod's grace period (60 s) is never what ends it.
@@ -766,8 +859,8 @@ const promises = `
   marker records the missing positions and the status says so. A topic deleted on the source while its backup runs
   stops that stream (` + "`Failed`" + `); what was stored stays.
 
-Not yet run here (the reliability issue's remaining scenarios): Kafka faults, an API-server outage, Lease handover
-under load, volume faults (a full disk, a read-only remount), and a kill storm of the restore worker.
+Not yet run here (the reliability issue's remaining scenarios): Kafka faults, an API-server outage, volume faults
+(a full disk, a read-only remount), and a kill storm of the restore worker.
 `
 
 // faultProxy stands between the worker and the GCS emulator. While on, it
