@@ -288,12 +288,14 @@ func (w *worker) holds() bool {
 	return strings.Contains(string(log), "Took the Lease")
 }
 
-// startWorker runs `armory worker --backup=chaos` as the Deployment would,
-// with a short Lease so that a killed worker's successor takes over fast.
+// startWorker runs `armory worker --backup=chaos` as the Deployment would.
+// Its Lease is long enough not to be lost on a loaded machine (a released
+// Lease is taken at the next retry anyway); the kill storm passes a short
+// one, so that a killed worker's successor takes over fast.
 func (c *chaos) startWorker(ns, storagePath, logName string, extra ...string) (*worker, error) {
 	args := []string{"worker", "--backup=chaos", "--kubeconfig", c.env.Kubeconfig, "--namespace", ns,
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
-		"--lease-duration", "2s", "--lease-renew-deadline", "1500ms", "--lease-retry-period", "250ms"}
+		"--lease-duration", "10s", "--lease-renew-deadline", "8s", "--lease-retry-period", "250ms"}
 	if storagePath != "" {
 		args = append(args, "--storage-path", storagePath)
 	}
@@ -471,7 +473,7 @@ func (c *chaos) killStorm() row {
 		return r
 	}
 	for i := range c.kills {
-		w, err := c.startWorker(ns, vol, "kills.log")
+		w, err := c.startWorker(ns, vol, "kills.log", "--lease-duration", "2s", "--lease-renew-deadline", "1500ms")
 		if err != nil {
 			r.err = err
 			break
