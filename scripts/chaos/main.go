@@ -585,6 +585,19 @@ func (c *chaos) finalRun(ns, storagePath string, bucket storage.Bucket, produced
 	if err != nil {
 		return err
 	}
+	// Until it holds the Lease: storage may be caught up already, and a
+	// SIGTERM before the worker handles signals would kill it outright.
+	for i := 0; !w.holds(); i++ {
+		if i == 600 {
+			w.kill()
+			return fmt.Errorf("the last worker did not take the Lease within 60 s")
+		}
+		select {
+		case <-w.done:
+			return fmt.Errorf("the last worker exited (%s) before it took the Lease", w.cmd.ProcessState)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	deadline := time.Now().Add(3 * time.Minute)
 	for !caughtUp(c.ctx, bucket, produced) {
 		if time.Now().After(deadline) {
