@@ -213,9 +213,12 @@ func parseObject(prefix string, a storage.ObjectAttrs) (Object, error) {
 	}
 	// The counts plan restores (a segment of 0 records is skipped): a
 	// damaged one is an error, not a zero.
-	for key, n := range map[string]*int64{MetaRecords: &o.Records, MetaBytes: &o.Bytes} {
-		if *n, err = strconv.ParseInt(a.Metadata[key], 10, 64); err != nil || *n < 0 {
-			return Object{}, fmt.Errorf("%s has no valid %s metadata (%q)", a.Name, key, a.Metadata[key])
+	for _, count := range []struct {
+		key string
+		n   *int64
+	}{{MetaRecords, &o.Records}, {MetaBytes, &o.Bytes}} {
+		if *count.n, err = strconv.ParseInt(a.Metadata[count.key], 10, 64); err != nil || *count.n < 0 {
+			return Object{}, fmt.Errorf("%s has no valid %s metadata (%q)", a.Name, count.key, a.Metadata[count.key])
 		}
 	}
 	if ms, err := strconv.ParseInt(a.Metadata[MetaMinTimestamp], 10, 64); err == nil {
