@@ -62,24 +62,28 @@ import (
 
 // options say what one chaos run does, and how hard.
 type options struct {
-	seed       uint64
-	only       string
-	kills      int           // SIGKILLs in the kill storm
-	handovers  int           // Lease handovers between two workers
-	batches    int           // the producer's batches at most (each: batchSize records per topic)
-	batchSize  int           // records per topic per batch
-	faultRate  float64       // share of storage calls given a fault
-	stall      time.Duration // a stalled call's wait
-	storageFor time.Duration // how long the storage scenario produces
-	out        string
+	seed           uint64
+	only           string
+	kills          int           // SIGKILLs in the kill storm
+	restoreKills   int           // SIGKILLs of the restore worker in the restore kill storm
+	restoreBatches int           // the batches the restore kill storm backs up and restores
+	handovers      int           // Lease handovers between two workers
+	batches        int           // the producer's batches at most (each: batchSize records per topic)
+	batchSize      int           // records per topic per batch
+	faultRate      float64       // share of storage calls given a fault
+	stall          time.Duration // a stalled call's wait
+	storageFor     time.Duration // how long the storage scenario produces
+	out            string
 }
 
 func main() {
 	var o options
 	flag.Uint64Var(&o.seed, "seed", 0, "the run's random seed (0: from the clock; the report and the log say which)")
-	flag.StringVar(&o.only, "only", "", "comma-separated scenarios: kills, handover, storage, sigterm (empty: all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated scenarios: kills, restore-kills, handover, storage, sigterm (empty: all)")
 	flag.IntVar(&o.handovers, "handovers", 10, "times the Lease moves between two workers in the handover scenario")
 	flag.IntVar(&o.kills, "kills", 50, "SIGKILLs of the backup worker in the kill storm")
+	flag.IntVar(&o.restoreKills, "restore-kills", 20, "SIGKILLs of the restore worker in the restore kill storm")
+	flag.IntVar(&o.restoreBatches, "restore-batches", 600, "batches produced, backed up and restored in the restore kill storm")
 	flag.IntVar(&o.batches, "batches", 6000, "the producer's batches at most (production ends with the kills, or after -storage-for)")
 	flag.IntVar(&o.batchSize, "batch-size", 50, "records per topic per batch (3 topics)")
 	flag.Float64Var(&o.faultRate, "fault-rate", 0.1, "share of storage calls the proxy breaks")
@@ -119,13 +123,23 @@ type row struct {
 	lost       int64 // produced, not stored
 	duplicated int64 // stored more than once
 	changed    int64 // stored with another key, value, header or timestamp
-	leftovers  []string
-	seconds    float64
-	err        error // the scenario could not be run or checked
+	// The same, for what a read_committed consumer reads from the topics
+	// the backup was restored into.
+	restoreChecked    bool
+	restored          int64
+	restoreLost       int64
+	restoreDuplicated int64
+	restoreChanged    int64
+	leftovers         []string
+	seconds           float64
+	err               error // the scenario could not be run or checked
 }
 
 func (r row) passed() bool {
 	if r.err != nil || r.lost != 0 || r.duplicated != 0 || r.changed != 0 || len(r.leftovers) != 0 || r.produced == 0 {
+		return false
+	}
+	if !r.restoreChecked || r.restoreLost != 0 || r.restoreDuplicated != 0 || r.restoreChanged != 0 || r.restored != r.produced {
 		return false
 	}
 	for _, n := range r.faults {
@@ -174,6 +188,9 @@ func run(o options) ([]row, error) {
 	if o.runs("kills") {
 		rows = append(rows, c.killStorm())
 	}
+	if o.runs("restore-kills") {
+		rows = append(rows, c.restoreKillStorm())
+	}
 	if o.runs("handover") {
 		rows = append(rows, c.handover())
 	}
@@ -200,8 +217,18 @@ func (r row) summary() string {
 	if !r.passed() {
 		result = "FAILED"
 	}
-	return fmt.Sprintf("%s; produced %d, stored %d, lost %d, duplicated %d, changed %d, leftovers %d, faults %s: %s",
-		r.iterations, r.produced, r.stored, r.lost, r.duplicated, r.changed, len(r.leftovers), faultList(r.faults), result)
+	return fmt.Sprintf("%s; produced %d, stored %d, restored %d, lost %s, duplicated %s, changed %s, leftovers %d, faults %s: %s",
+		r.iterations, r.produced, r.stored, r.restored, r.pair(r.lost, r.restoreLost), r.pair(r.duplicated, r.restoreDuplicated),
+		r.pair(r.changed, r.restoreChanged), len(r.leftovers), faultList(r.faults), result)
+}
+
+// pair is a count in storage and in the restored topics: "0 / 0"; a
+// scenario that never got to restore shows "—" for the second.
+func (r row) pair(stored, restored int64) string {
+	if !r.restoreChecked {
+		return fmt.Sprintf("%d / —", stored)
+	}
+	return fmt.Sprintf("%d / %d", stored, restored)
 }
 
 func faultList(f map[string]int) string {
@@ -266,6 +293,11 @@ spec:
   segmentRolloverTriggers: {size: 256Ki, timeoutSeconds: 1}
   streams:
 %s`, strings.Join(brokers, ","), storageSpec, streams.String())
+	return c.kubectlApply(ns, manifest)
+}
+
+// kubectlApply applies a manifest to a namespace, as a user would.
+func (c *chaos) kubectlApply(ns, manifest string) error {
 	cmd := exec.Command(c.env.KubectlPath, "--kubeconfig", c.env.Kubeconfig, "apply", "-n", ns, "-f", "-")
 	cmd.Stdin = strings.NewReader(manifest)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -293,7 +325,13 @@ func (w *worker) holds() bool {
 // Lease is taken at the next retry anyway); the kill storm passes a short
 // one, so that a killed worker's successor takes over fast.
 func (c *chaos) startWorker(ns, storagePath, logName string, extra ...string) (*worker, error) {
-	args := []string{"worker", "--backup=chaos", "--kubeconfig", c.env.Kubeconfig, "--namespace", ns,
+	return c.startArmory("--backup=chaos", ns, storagePath, logName, extra...)
+}
+
+// startArmory runs one armory worker process for the resource named by
+// resourceFlag (--backup=… or --restore=…).
+func (c *chaos) startArmory(resourceFlag, ns, storagePath, logName string, extra ...string) (*worker, error) {
+	args := []string{"worker", resourceFlag, "--kubeconfig", c.env.Kubeconfig, "--namespace", ns,
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0",
 		"--lease-duration", "10s", "--lease-renew-deadline", "8s", "--lease-retry-period", "250ms"}
 	if storagePath != "" {
@@ -494,8 +532,14 @@ func (c *chaos) killStorm() row {
 		r.err = perr
 	}
 	bucket, err := volume.New(vol)
-	if err == nil && r.err == nil {
+	if r.err == nil {
+		r.err = err
+	}
+	if r.err == nil {
 		r.err = c.finalRun(ns, vol, bucket, produced, &r)
+	}
+	if r.err == nil {
+		r.err = c.restoreAndCheck(ns, vol, produced, &r, 0)
 	}
 	r.seconds = time.Since(start).Seconds()
 	return r
@@ -573,6 +617,9 @@ func (c *chaos) handover() row {
 		if r.err = err; err == nil {
 			r.err = c.finalRun(ns, vol, bucket, produced, &r)
 		}
+	}
+	if r.err == nil {
+		r.err = c.restoreAndCheck(ns, vol, produced, &r, 0)
 	}
 	r.seconds = time.Since(start).Seconds()
 	return r
@@ -817,12 +864,18 @@ func (c *chaos) storageFaults() row {
 	if r.err == nil {
 		check(c.ctx, bucket, produced, &r)
 	}
+	// The restore reads the bucket through the proxy, faults on.
+	if r.err == nil {
+		faults.on.Store(true)
+		r.err = c.restoreAndCheck(ns, "", produced, &r, 0)
+		faults.on.Store(false)
+	}
 	r.faults = faults.snapshot()
 	total := 0
 	for _, n := range r.faults {
 		total += n
 	}
-	r.iterations = fmt.Sprintf("%d storage calls, %d broken (%.0f%%), over %s of production", faults.calls(), total,
+	r.iterations = fmt.Sprintf("%d storage calls, %d broken (%.0f%%), over %s of production and the restore", faults.calls(), total,
 		100*float64(total)/float64(max(faults.calls(), 1)), c.storageFor)
 	r.seconds = time.Since(start).Seconds()
 	return r
@@ -837,8 +890,8 @@ func render(o options, rows []row) string {
 		"position 0 with no hole or overlap, the stored records equal the produced ones (offset, key, value, headers, "+
 		"timestamp, in order, null and empty kept apart), and storage holds only `topic.json`, segments and gap markers.\n\n",
 		strings.Join(os.Args[1:], " "), o.seed, time.Now().UTC().Format("2006-01-02"), runtime.GOARCH, runtime.NumCPU(), o.seed)
-	b.WriteString("| scenario | what was done | faults injected | records produced | stored | lost | duplicated | changed | left in storage | seconds | result |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| scenario | what was done | faults injected | records produced | stored | restored | lost (stored / restored) | duplicated | changed | left in storage | seconds | result |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		result := "passed"
 		if r.err != nil {
@@ -846,8 +899,9 @@ func render(o options, rows []row) string {
 		} else if !r.passed() {
 			result = "**FAILED**"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %d | %d | %d | %d | %.0f | %s |\n", r.scenario, r.iterations, faultList(r.faults),
-			r.produced, r.stored, r.lost, r.duplicated, r.changed, len(r.leftovers), r.seconds, result)
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %d | %s | %s | %s | %d | %.0f | %s |\n", r.scenario, r.iterations, faultList(r.faults),
+			r.produced, r.stored, r.restored, r.pair(r.lost, r.restoreLost), r.pair(r.duplicated, r.restoreDuplicated),
+			r.pair(r.changed, r.restoreChanged), len(r.leftovers), r.seconds, result)
 	}
 	b.WriteString(promises)
 	return b.String()
@@ -1046,6 +1100,9 @@ func (c *chaos) sigtermDuringStalledUpload() row {
 		drainTimeout, took.Seconds(), w.cmd.ProcessState, grace)
 	if r.err = perr; r.err == nil {
 		r.err = c.finalRun(ns, "", bucket, produced, &r)
+	}
+	if r.err == nil {
+		r.err = c.restoreAndCheck(ns, "", produced, &r, 0)
 	}
 	r.seconds = time.Since(start).Seconds()
 	return r

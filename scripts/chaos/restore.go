@@ -1,0 +1,339 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/kannika/armory/pkg/kafka"
+	"github.com/kannika/armory/pkg/segment"
+	"github.com/kannika/armory/pkg/storage/volume"
+)
+
+// restoreName is the Restore every scenario ends with: each chaos topic into
+// <topic>.restored on a second Kafka cluster, as a restore into another
+// cluster (cloning production into a test environment) does.
+const restoreName = "chaos-restore"
+
+func restoredTopic(t string) string { return t + ".restored" }
+
+// restoreTarget is the cluster a scenario restores into, with its Restore
+// applied.
+type restoreTarget struct {
+	cluster *kfake.Cluster
+	brokers []string
+	ns      string
+}
+
+// restoreInto starts the target cluster and applies an EventHub for it and a
+// Restore of every chaos topic from the scenario's Storage, creating the
+// target topics (same partitions).
+func (c *chaos) restoreInto(ns string) (*restoreTarget, error) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.ClusterID("armory-chaos-target"))
+	if err != nil {
+		return nil, err
+	}
+	t := &restoreTarget{cluster: cluster, brokers: cluster.ListenAddrs(), ns: ns}
+	var mapping strings.Builder
+	for _, topic := range topics {
+		fmt.Fprintf(&mapping, "      - {source: %s, target: %s}\n", topic, restoredTopic(topic))
+	}
+	manifest := fmt.Sprintf(`apiVersion: kannika.io/v1alpha
+kind: EventHub
+metadata: {name: target}
+spec: {kafka: {properties: {bootstrap.servers: %q, metadata.max.age.ms: "1000"}}}
+---
+apiVersion: kannika.io/v1alpha
+kind: Restore
+metadata: {name: %s}
+spec:
+  source: storage
+  sink: target
+  enabled: true
+  config:
+    createTopics: true
+    topics:
+%s`, strings.Join(t.brokers, ","), restoreName, mapping.String())
+	if err := c.kubectlApply(ns, manifest); err != nil {
+		cluster.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// startRestoreWorker runs `armory worker --restore=chaos-restore` as the
+// Job would.
+func (c *chaos) startRestoreWorker(ns, storagePath, logName string, extra ...string) (*worker, error) {
+	return c.startArmory("--restore="+restoreName, ns, storagePath, logName, extra...)
+}
+
+// restoreAndCheck restores the scenario's backup into a new cluster,
+// SIGKILLing the restore worker kills times at moments spread over the
+// restore, then runs it to the end and compares what a read_committed
+// consumer reads from the target with what was produced. extra are flags for
+// every restore worker.
+func (c *chaos) restoreAndCheck(ns, storagePath string, produced map[string]map[int32][]segment.Record, r *row, kills int, extra ...string) error {
+	t, err := c.restoreInto(ns)
+	if err != nil {
+		return err
+	}
+	defer t.cluster.Close()
+	var n int64
+	for _, parts := range produced {
+		for _, recs := range parts {
+			n += int64(len(recs))
+		}
+	}
+	// Each kill lands once a random share of the records is committed (the
+	// worker logs each commit), plus a random few milliseconds that put it
+	// inside a transaction or between two.
+	var thresholds []int64
+	for range kills {
+		thresholds = append(thresholds, n/20+int64(c.intn(int(max(n*17/20, 1)))))
+	}
+	slices.Sort(thresholds)
+	for i, at := range thresholds {
+		w, err := c.startRestoreWorker(ns, storagePath, fmt.Sprintf("restore-%s-%d.log", ns, i),
+			append([]string{"--lease-duration", "2s", "--lease-renew-deadline", "1500ms"}, extra...)...)
+		if err != nil {
+			return err
+		}
+		if err := waitRestored(w, at); err != nil {
+			w.kill()
+			return fmt.Errorf("kill %d: %w", i+1, err)
+		}
+		time.Sleep(time.Duration(c.intn(30)) * time.Millisecond)
+		w.kill()
+		r.faults["restore worker SIGKILL"]++
+	}
+	w, err := c.startRestoreWorker(ns, storagePath, fmt.Sprintf("restore-%s-final.log", ns), extra...)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-w.done:
+	case <-time.After(5 * time.Minute):
+		w.kill()
+		return fmt.Errorf("the restore did not finish within 5 minutes (log %s)", w.path)
+	}
+	if code := w.cmd.ProcessState.ExitCode(); code != 0 {
+		return fmt.Errorf("the restore worker exited %d, want 0 (log %s)", code, w.path)
+	}
+	for _, topic := range topics {
+		got, err := consumeCommitted(t.brokers, restoredTopic(topic))
+		if err != nil {
+			return err
+		}
+		for p := range int32(partitions) {
+			compareRestored(produced[topic][p], got[p], r)
+		}
+	}
+	r.restoreChecked = true
+	return nil
+}
+
+// waitRestored waits until the worker has logged committing at least at
+// records (bounded).
+func waitRestored(w *worker, at int64) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		log, _ := os.ReadFile(w.path)
+		if lastRestored(string(log)) >= at {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the restore did not commit %d records within 2 minutes (log %s)", at, w.path)
+		}
+		select {
+		case <-w.done:
+			return fmt.Errorf("the restore worker exited (%s) before %d records were committed (log %s)", w.cmd.ProcessState, at, w.path)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// lastRestored is the restored count of the last transaction a worker
+// logged as committed.
+func lastRestored(log string) int64 {
+	i := strings.LastIndex(log, " restored=")
+	if i < 0 {
+		return 0
+	}
+	rest := log[i+len(" restored="):]
+	if j := strings.IndexAny(rest, " \n"); j >= 0 {
+		rest = rest[:j]
+	}
+	n, _ := strconv.ParseInt(rest, 10, 64)
+	return n
+}
+
+// compareRestored counts how the records restored into one partition differ
+// from those produced to its source: in the target a record has a new
+// offset, so it is known by its timestamp, which the producer makes unique.
+// A record restored out of order counts as changed.
+func compareRestored(want, got []segment.Record, r *row) {
+	index := make(map[int64]int, len(want))
+	for i, w := range want {
+		index[w.Timestamp.UnixMilli()] = i
+	}
+	seen := make([]int, len(want))
+	last := -1
+	for _, g := range got {
+		r.restored++
+		i, ok := index[g.Timestamp.UnixMilli()]
+		if !ok {
+			r.restoreChanged++ // a record no one produced
+			continue
+		}
+		seen[i]++
+		g.Offset = want[i].Offset
+		if seen[i] == 1 && (!same(want[i], g) || i < last) {
+			r.restoreChanged++
+		}
+		last = max(last, i)
+	}
+	for _, s := range seen {
+		switch {
+		case s == 0:
+			r.restoreLost++
+		case s > 1:
+			r.restoreDuplicated += int64(s - 1)
+		}
+	}
+}
+
+// consumeCommitted reads every partition of a target topic from its start to
+// its end as a read_committed consumer does.
+func consumeCommitted(brokers []string, topic string) (map[int32][]segment.Record, error) {
+	cfg := sarama.NewConfig()
+	cfg.Version = kafka.Version
+	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
+	cfg.Consumer.MaxWaitTime = 50 * time.Millisecond
+	client, err := sarama.NewClient(brokers, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer client.Close()
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return nil, err
+	}
+	defer consumer.Close()
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		return nil, fmt.Errorf("target topic %s: %w", topic, err)
+	}
+	out := map[int32][]segment.Record{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make([]error, len(parts))
+	for i, p := range parts {
+		end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+		if err != nil {
+			return nil, err
+		}
+		pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			return nil, err
+		}
+		wg.Go(func() {
+			defer pc.Close()
+			var recs []segment.Record
+			// The end offset is a transaction marker no consumer sees:
+			// stop at it, or once nothing more comes for 3 s.
+			idle := time.NewTimer(3 * time.Second)
+		read:
+			for {
+				select {
+				case m := <-pc.Messages():
+					recs = append(recs, fromMessage(m))
+					if m.Offset >= end-1 {
+						break read
+					}
+					idle.Reset(3 * time.Second)
+				case cerr := <-pc.Errors():
+					errs[i] = cerr
+					break read
+				case <-idle.C:
+					break read
+				}
+			}
+			mu.Lock()
+			out[p] = recs
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", topic, err)
+		}
+	}
+	return out, nil
+}
+
+// fromMessage is a consumed record as the producer's copy of it.
+func fromMessage(m *sarama.ConsumerMessage) segment.Record {
+	r := segment.Record{Offset: m.Offset, Timestamp: m.Timestamp, Key: m.Key, Value: m.Value}
+	for _, h := range m.Headers {
+		r.Headers = append(r.Headers, segment.RecordHeader{Key: string(h.Key), Value: h.Value})
+	}
+	return r
+}
+
+// restoreKillStorm backs a fixed production up, then restores it into a new
+// cluster while SIGKILLing the restore worker o.restoreKills times.
+func (c *chaos) restoreKillStorm() row {
+	r := row{scenario: "restore kill storm", faults: map[string]int{"restore worker SIGKILL": 0}}
+	start := time.Now()
+	cluster, err := newCluster()
+	if err != nil {
+		r.err = err
+		return r
+	}
+	defer cluster.Close()
+	const ns = "chaos-restore-kills"
+	vol := filepath.Join(c.dir, "restore-kills")
+	if r.err = os.MkdirAll(vol, 0o755); r.err != nil {
+		return r
+	}
+	if r.err = c.backupIn(ns, cluster.ListenAddrs(), "volume: {capacity: 1Gi}"); r.err != nil {
+		return r
+	}
+	p, err := c.produce(cluster.ListenAddrs())
+	if err != nil {
+		r.err = err
+		return r
+	}
+	// A fixed amount, all produced before the restore starts.
+	for i := 0; p.count() < c.restoreBatches && i < 6000; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	produced, perr := p.finish()
+	if r.err = perr; r.err != nil {
+		return r
+	}
+	bucket, err := volume.New(vol)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	if r.err = c.finalRun(ns, vol, bucket, produced, &r); r.err != nil {
+		return r
+	}
+	// Small transactions, so that the restore spans many commits and the
+	// kills land inside and between them.
+	r.err = c.restoreAndCheck(ns, vol, produced, &r, c.restoreKills,
+		"--transaction-records", "500", "--transaction-interval", "100ms", "--parallel-partitions", "3")
+	r.iterations = fmt.Sprintf("restore worker SIGKILLed %d times at moments spread over one restore (500-record transactions), each successor taking the Lease when it expires", c.restoreKills)
+	r.seconds = time.Since(start).Seconds()
+	return r
+}
