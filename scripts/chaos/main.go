@@ -73,13 +73,14 @@ type options struct {
 	faultRate      float64       // share of storage calls given a fault
 	stall          time.Duration // a stalled call's wait
 	storageFor     time.Duration // how long the storage scenario produces
+	kafkaFor       time.Duration // how long the Kafka faults scenario produces under faults
 	out            string
 }
 
 func main() {
 	var o options
 	flag.Uint64Var(&o.seed, "seed", 0, "the run's random seed (0: from the clock; the report and the log say which)")
-	flag.StringVar(&o.only, "only", "", "comma-separated scenarios: kills, restore-kills, handover, storage, sigterm (empty: all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated scenarios: kills, restore-kills, kafka, handover, storage, sigterm (empty: all)")
 	flag.IntVar(&o.handovers, "handovers", 10, "times the Lease moves between two workers in the handover scenario")
 	flag.IntVar(&o.kills, "kills", 50, "SIGKILLs of the backup worker in the kill storm")
 	flag.IntVar(&o.restoreKills, "restore-kills", 20, "SIGKILLs of the restore worker in the restore kill storm")
@@ -89,6 +90,7 @@ func main() {
 	flag.Float64Var(&o.faultRate, "fault-rate", 0.1, "share of storage calls the proxy breaks")
 	flag.DurationVar(&o.stall, "stall", 5*time.Second, "how long a stalled storage call waits")
 	flag.DurationVar(&o.storageFor, "storage-for", 60*time.Second, "how long the storage scenario produces")
+	flag.DurationVar(&o.kafkaFor, "kafka-for", 60*time.Second, "how long the Kafka faults scenario produces under faults")
 	flag.StringVar(&o.out, "out", "docs/RELIABILITY.md", "the report")
 	flag.Parse()
 	if o.seed == 0 {
@@ -182,7 +184,14 @@ func run(o options) ([]row, error) {
 	if c.dir, err = os.MkdirTemp("", "armory-chaos-"); err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(c.dir)
+	keepLogs := false
+	defer func() {
+		if keepLogs {
+			fmt.Printf("the workers' logs are kept in %s\n", c.dir)
+			return
+		}
+		os.RemoveAll(c.dir)
+	}()
 
 	var rows []row
 	if o.runs("kills") {
@@ -190,6 +199,9 @@ func run(o options) ([]row, error) {
 	}
 	if o.runs("restore-kills") {
 		rows = append(rows, c.restoreKillStorm())
+	}
+	if o.runs("kafka") {
+		rows = append(rows, c.kafkaFaultsScenario())
 	}
 	if o.runs("handover") {
 		rows = append(rows, c.handover())
@@ -202,6 +214,7 @@ func run(o options) ([]row, error) {
 	}
 	for _, r := range rows {
 		fmt.Printf("%s: %s\n", r.scenario, r.summary())
+		keepLogs = keepLogs || !r.passed()
 	}
 	if err := os.WriteFile(o.out, []byte(render(o, rows)), 0o644); err != nil {
 		return nil, err
@@ -539,7 +552,7 @@ func (c *chaos) killStorm() row {
 		r.err = c.finalRun(ns, vol, bucket, produced, &r)
 	}
 	if r.err == nil {
-		r.err = c.restoreAndCheck(ns, vol, produced, &r, 0)
+		r.err = c.restoreAndCheck(ns, vol, produced, &r, restoreHow{})
 	}
 	r.seconds = time.Since(start).Seconds()
 	return r
@@ -619,7 +632,7 @@ func (c *chaos) handover() row {
 		}
 	}
 	if r.err == nil {
-		r.err = c.restoreAndCheck(ns, vol, produced, &r, 0)
+		r.err = c.restoreAndCheck(ns, vol, produced, &r, restoreHow{})
 	}
 	r.seconds = time.Since(start).Seconds()
 	return r
@@ -867,7 +880,7 @@ func (c *chaos) storageFaults() row {
 	// The restore reads the bucket through the proxy, faults on.
 	if r.err == nil {
 		faults.on.Store(true)
-		r.err = c.restoreAndCheck(ns, "", produced, &r, 0)
+		r.err = c.restoreAndCheck(ns, "", produced, &r, restoreHow{})
 		faults.on.Store(false)
 	}
 	r.faults = faults.snapshot()
@@ -1102,7 +1115,7 @@ func (c *chaos) sigtermDuringStalledUpload() row {
 		r.err = c.finalRun(ns, "", bucket, produced, &r)
 	}
 	if r.err == nil {
-		r.err = c.restoreAndCheck(ns, "", produced, &r, 0)
+		r.err = c.restoreAndCheck(ns, "", produced, &r, restoreHow{})
 	}
 	r.seconds = time.Since(start).Seconds()
 	return r

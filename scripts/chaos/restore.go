@@ -75,17 +75,37 @@ func (c *chaos) startRestoreWorker(ns, storagePath, logName string, extra ...str
 	return c.startArmory("--restore="+restoreName, ns, storagePath, logName, extra...)
 }
 
-// restoreAndCheck restores the scenario's backup into a new cluster,
-// SIGKILLing the restore worker kills times at moments spread over the
-// restore, then runs it to the end and compares what a read_committed
-// consumer reads from the target with what was produced. extra are flags for
-// every restore worker.
-func (c *chaos) restoreAndCheck(ns, storagePath string, produced map[string]map[int32][]segment.Record, r *row, kills int, extra ...string) error {
+// restoreHow says what a scenario's restore goes through.
+type restoreHow struct {
+	kills int      // SIGKILLs of the restore worker, spread over the restore
+	flags []string // for every restore worker
+	// during, if set, runs from the first restore worker's start until the
+	// last one exits (stop closed), against the target cluster.
+	during func(target *kfake.Cluster, stop <-chan struct{}) error
+}
+
+// restoreAndCheck restores the scenario's backup into a new cluster, as how
+// says, runs it to the end and compares what a read_committed consumer
+// reads from the target with what was produced.
+func (c *chaos) restoreAndCheck(ns, storagePath string, produced map[string]map[int32][]segment.Record, r *row, how restoreHow) error {
 	t, err := c.restoreInto(ns)
 	if err != nil {
 		return err
 	}
 	defer t.cluster.Close()
+	stopDuring := func() error { return nil }
+	if how.during != nil {
+		stop, done := make(chan struct{}), make(chan error, 1)
+		go func() { done <- how.during(t.cluster, stop) }()
+		var once sync.Once
+		var duringErr error
+		stopDuring = func() error {
+			once.Do(func() { close(stop); duringErr = <-done })
+			return duringErr
+		}
+		defer stopDuring()
+	}
+	kills, extra := how.kills, how.flags
 	var n int64
 	for _, parts := range produced {
 		for _, recs := range parts {
@@ -123,6 +143,9 @@ func (c *chaos) restoreAndCheck(ns, storagePath string, produced map[string]map[
 	case <-time.After(5 * time.Minute):
 		w.kill()
 		return fmt.Errorf("the restore did not finish within 5 minutes (log %s)", w.path)
+	}
+	if err := stopDuring(); err != nil {
+		return err
 	}
 	if code := w.cmd.ProcessState.ExitCode(); code != 0 {
 		return fmt.Errorf("the restore worker exited %d, want 0 (log %s)", code, w.path)
@@ -331,8 +354,8 @@ func (c *chaos) restoreKillStorm() row {
 	}
 	// Small transactions, so that the restore spans many commits and the
 	// kills land inside and between them.
-	r.err = c.restoreAndCheck(ns, vol, produced, &r, c.restoreKills,
-		"--transaction-records", "500", "--transaction-interval", "100ms", "--parallel-partitions", "3")
+	r.err = c.restoreAndCheck(ns, vol, produced, &r, restoreHow{kills: c.restoreKills,
+		flags: []string{"--transaction-records", "500", "--transaction-interval", "100ms", "--parallel-partitions", "3"}})
 	r.iterations = fmt.Sprintf("restore worker SIGKILLed %d times at moments spread over one restore (500-record transactions), each successor taking the Lease when it expires", c.restoreKills)
 	r.seconds = time.Since(start).Seconds()
 	return r
