@@ -74,13 +74,14 @@ type options struct {
 	stall          time.Duration // a stalled call's wait
 	storageFor     time.Duration // how long the storage scenario produces
 	kafkaFor       time.Duration // how long the Kafka faults scenario produces under faults
+	volumeFor      time.Duration // how long the volume faults scenario produces under faults
 	out            string
 }
 
 func main() {
 	var o options
 	flag.Uint64Var(&o.seed, "seed", 0, "the run's random seed (0: from the clock; the report and the log say which)")
-	flag.StringVar(&o.only, "only", "", "comma-separated scenarios: kills, restore-kills, kafka, handover, storage, sigterm (empty: all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated scenarios: kills, restore-kills, kafka, volume, handover, storage, sigterm (empty: all)")
 	flag.IntVar(&o.handovers, "handovers", 10, "times the Lease moves between two workers in the handover scenario")
 	flag.IntVar(&o.kills, "kills", 50, "SIGKILLs of the backup worker in the kill storm")
 	flag.IntVar(&o.restoreKills, "restore-kills", 20, "SIGKILLs of the restore worker in the restore kill storm")
@@ -91,6 +92,7 @@ func main() {
 	flag.DurationVar(&o.stall, "stall", 5*time.Second, "how long a stalled storage call waits")
 	flag.DurationVar(&o.storageFor, "storage-for", 60*time.Second, "how long the storage scenario produces")
 	flag.DurationVar(&o.kafkaFor, "kafka-for", 60*time.Second, "how long the Kafka faults scenario produces under faults")
+	flag.DurationVar(&o.volumeFor, "volume-for", 60*time.Second, "how long the volume faults scenario produces under faults")
 	flag.StringVar(&o.out, "out", "docs/RELIABILITY.md", "the report")
 	flag.Parse()
 	if o.seed == 0 {
@@ -133,6 +135,7 @@ type row struct {
 	restoreDuplicated int64
 	restoreChanged    int64
 	leftovers         []string
+	notes             []string // for the report, under the table
 	seconds           float64
 	err               error // the scenario could not be run or checked
 }
@@ -202,6 +205,9 @@ func run(o options) ([]row, error) {
 	}
 	if o.runs("kafka") {
 		rows = append(rows, c.kafkaFaultsScenario())
+	}
+	if o.runs("volume") {
+		rows = append(rows, c.volumeFaults())
 	}
 	if o.runs("handover") {
 		rows = append(rows, c.handover())
@@ -670,6 +676,9 @@ func (c *chaos) finalRun(ns, storagePath string, bucket storage.Bucket, produced
 		return err
 	}
 	check(c.ctx, bucket, produced, r)
+	if storagePath != "" {
+		r.leftovers = append(r.leftovers, strayFiles(storagePath)...)
+	}
 	return nil
 }
 
@@ -916,6 +925,12 @@ func render(o options, rows []row) string {
 			r.produced, r.stored, r.restored, r.pair(r.lost, r.restoreLost), r.pair(r.duplicated, r.restoreDuplicated),
 			r.pair(r.changed, r.restoreChanged), len(r.leftovers), r.seconds, result)
 	}
+	for _, r := range rows {
+		for _, n := range r.notes {
+			fmt.Fprintf(&b, "\n- %s, %s", r.scenario, n)
+		}
+	}
+	b.WriteString("\n")
 	b.WriteString(promises)
 	return b.String()
 }
