@@ -20,13 +20,13 @@ func TestChaosRunsAtASmallSize(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "RELIABILITY.md")
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d (replay: go run ./scripts/chaos -seed %d)", seed, seed)
-	o := options{seed: seed, kills: 4, restoreKills: 3, restoreBatches: 100, handovers: 3, batches: 400, batchSize: 20, faultRate: 0.2, stall: time.Second, storageFor: 8 * time.Second, kafkaFor: 8 * time.Second, volumeFor: 6 * time.Second, out: out}
+	o := options{seed: seed, kills: 4, restoreKills: 3, restoreBatches: 100, handovers: 3, batches: 400, batchSize: 20, faultRate: 0.2, stall: time.Second, storageFor: 8 * time.Second, kafkaFor: 8 * time.Second, volumeFor: 6 * time.Second, outage: 12 * time.Second, out: out}
 	rows, err := run(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 7 {
-		t.Fatalf("%d scenarios ran, want 7", len(rows))
+	if len(rows) != 8 {
+		t.Fatalf("%d scenarios ran, want 8", len(rows))
 	}
 	for _, r := range rows {
 		if !r.passed() {
@@ -37,7 +37,7 @@ func TestChaosRunsAtASmallSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| kill storm |", "| restore kill storm |", "| Kafka faults |", "| volume faults |", "read-only remount: the stream's status message was", "restore: REQUEST_TIMED_OUT on produce, after the write", "restore worker SIGKILL 3", "| Lease handover |", "handover 3", "| storage faults (GCS) |", "| SIGTERM during a stalled upload |", "SIGKILL 4", "answer lost after the call", "## What Armory promises"} {
+	for _, want := range []string{"| kill storm |", "| restore kill storm |", "| Kafka faults |", "| volume faults |", "| API-server outage |", "statuses were right again", "read-only remount: the stream's status message was", "restore: REQUEST_TIMED_OUT on produce, after the write", "restore worker SIGKILL 3", "| Lease handover |", "handover 3", "| storage faults (GCS) |", "| SIGTERM during a stalled upload |", "SIGKILL 4", "answer lost after the call", "## What Armory promises"} {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("the report has no %q:\n%s", want, data)
 		}

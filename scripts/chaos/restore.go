@@ -15,7 +15,6 @@ import (
 
 	"github.com/kannika/armory/pkg/kafka"
 	"github.com/kannika/armory/pkg/segment"
-	"github.com/kannika/armory/pkg/storage/volume"
 )
 
 // restoreName is the Restore every scenario ends with: each chaos topic into
@@ -82,6 +81,9 @@ type restoreHow struct {
 	// during, if set, runs from the first restore worker's start until the
 	// last one exits (stop closed), against the target cluster.
 	during func(target *kfake.Cluster, stop <-chan struct{}) error
+	// final, if set, runs the restore to its end (exit 0) after the kills,
+	// starting workers with start; by default one worker, within 5 minutes.
+	final func(start func(life int) (*worker, error)) error
 }
 
 // restoreAndCheck restores the scenario's backup into a new cluster, as how
@@ -134,21 +136,33 @@ func (c *chaos) restoreAndCheck(ns, storagePath string, produced map[string]map[
 		w.kill()
 		r.faults["restore worker SIGKILL"]++
 	}
-	w, err := c.startRestoreWorker(ns, storagePath, fmt.Sprintf("restore-%s-final.log", ns), extra...)
-	if err != nil {
-		return err
+	start := func(life int) (*worker, error) {
+		return c.startRestoreWorker(ns, storagePath, fmt.Sprintf("restore-%s-final-%d.log", ns, life), extra...)
 	}
-	select {
-	case <-w.done:
-	case <-time.After(5 * time.Minute):
-		w.kill()
-		return fmt.Errorf("the restore did not finish within 5 minutes (log %s)", w.path)
+	final := how.final
+	if final == nil {
+		final = func(start func(int) (*worker, error)) error {
+			w, err := start(0)
+			if err != nil {
+				return err
+			}
+			select {
+			case <-w.done:
+			case <-time.After(5 * time.Minute):
+				w.kill()
+				return fmt.Errorf("the restore did not finish within 5 minutes (log %s)", w.path)
+			}
+			if code := w.cmd.ProcessState.ExitCode(); code != 0 {
+				return fmt.Errorf("the restore worker exited %d, want 0 (log %s)", code, w.path)
+			}
+			return nil
+		}
+	}
+	if err := final(start); err != nil {
+		return err
 	}
 	if err := stopDuring(); err != nil {
 		return err
-	}
-	if code := w.cmd.ProcessState.ExitCode(); code != 0 {
-		return fmt.Errorf("the restore worker exited %d, want 0 (log %s)", code, w.path)
 	}
 	for _, topic := range topics {
 		got, err := consumeCommitted(t.brokers, restoredTopic(topic))
@@ -159,6 +173,7 @@ func (c *chaos) restoreAndCheck(ns, storagePath string, produced map[string]map[
 			compareRestored(produced[topic][p], got[p], r)
 		}
 	}
+	r.restoreWanted += n
 	r.restoreChecked = true
 	return nil
 }
@@ -325,31 +340,8 @@ func (c *chaos) restoreKillStorm() row {
 	defer cluster.Close()
 	const ns = "chaos-restore-kills"
 	vol := filepath.Join(c.dir, "restore-kills")
-	if r.err = os.MkdirAll(vol, 0o755); r.err != nil {
-		return r
-	}
-	if r.err = c.backupIn(ns, cluster.ListenAddrs(), "volume: {capacity: 1Gi}"); r.err != nil {
-		return r
-	}
-	p, err := c.produce(cluster.ListenAddrs())
-	if err != nil {
-		r.err = err
-		return r
-	}
-	// A fixed amount, all produced before the restore starts.
-	for i := 0; p.count() < c.restoreBatches && i < 6000; i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
-	produced, perr := p.finish()
-	if r.err = perr; r.err != nil {
-		return r
-	}
-	bucket, err := volume.New(vol)
-	if err != nil {
-		r.err = err
-		return r
-	}
-	if r.err = c.finalRun(ns, vol, bucket, produced, &r); r.err != nil {
+	produced, err := c.backupFixed(ns, cluster, vol, c.restoreBatches, &r)
+	if r.err = err; r.err != nil {
 		return r
 	}
 	// Small transactions, so that the restore spans many commits and the

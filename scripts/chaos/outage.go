@@ -1,0 +1,452 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kannika/armory/apis/kannika/v1alpha"
+	"github.com/kannika/armory/pkg/segment"
+	"github.com/kannika/armory/pkg/storage/volume"
+)
+
+// apiProxy stands between Armory's processes and the API server. Down, it
+// closes its listener and every connection through it, so that clients get
+// "connection refused", as they do while kube-apiserver is stopped; up, it
+// listens on the same address again. etcd keeps every object meanwhile, as
+// it does when the API server restarts.
+type apiProxy struct {
+	addr, target string
+
+	mu    sync.Mutex
+	ln    net.Listener
+	conns map[net.Conn]bool
+}
+
+func newAPIProxy(target string) (*apiProxy, error) {
+	p := &apiProxy{target: target, conns: map[net.Conn]bool{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p.addr = ln.Addr().String()
+	p.serve(ln)
+	return p, nil
+}
+
+func (p *apiProxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return // down
+			}
+			go p.pipe(c)
+		}
+	}()
+}
+
+func (p *apiProxy) pipe(c net.Conn) {
+	up, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	if p.ln == nil { // went down meanwhile
+		p.mu.Unlock()
+		c.Close()
+		up.Close()
+		return
+	}
+	p.conns[c], p.conns[up] = true, true
+	p.mu.Unlock()
+	go func() { _, _ = io.Copy(up, c); up.Close() }()
+	_, _ = io.Copy(c, up)
+	c.Close()
+	p.mu.Lock()
+	delete(p.conns, c)
+	delete(p.conns, up)
+	p.mu.Unlock()
+}
+
+// down stops the API server, as far as the clients can tell.
+func (p *apiProxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+// up starts it again, on the same address.
+func (p *apiProxy) up() error {
+	var err error
+	for range 100 { // the port is ours, but may linger a moment
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", p.addr); err == nil {
+			p.serve(ln)
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("listen on %s again: %w", p.addr, err)
+}
+
+func (p *apiProxy) close() { p.down() }
+
+// apiServerAddr is the API server's host:port, from the admin kubeconfig.
+func (c *chaos) apiServerAddr() (string, error) {
+	cfg, err := clientcmd.LoadFromFile(c.env.Kubeconfig)
+	if err != nil {
+		return "", err
+	}
+	for _, cluster := range cfg.Clusters {
+		u, err := url.Parse(cluster.Server)
+		if err != nil {
+			return "", err
+		}
+		return u.Host, nil
+	}
+	return "", errors.New("the admin kubeconfig names no cluster")
+}
+
+// kubeconfigThrough writes a copy of the admin kubeconfig that reaches the
+// API server through the proxy.
+func (c *chaos) kubeconfigThrough(p *apiProxy, name string) (string, error) {
+	cfg, err := clientcmd.LoadFromFile(c.env.Kubeconfig)
+	if err != nil {
+		return "", err
+	}
+	for _, cluster := range cfg.Clusters {
+		u, err := url.Parse(cluster.Server)
+		if err != nil {
+			return "", err
+		}
+		u.Host = p.addr
+		cluster.Server = u.String()
+	}
+	path := filepath.Join(c.dir, name)
+	return path, clientcmd.WriteToFile(*cfg, path)
+}
+
+// supervisor restarts a process when it exits, as the kubelet does: always
+// for a Deployment's pod, only on failure for a Job's, after a backoff that
+// doubles (1 s, 2 s, 4 s, then 8 s at most: the kubelet's 10 s to 5 min,
+// scaled down).
+type supervisor struct {
+	name  string
+	start func(life int) (*worker, error)
+	// always restarts on exit 0 too (a Deployment); else exit 0 ends it.
+	always bool
+
+	mu       sync.Mutex
+	exits    []time.Time
+	lastCode int
+	stopping chan struct{}
+	done     chan struct{}
+	err      error
+}
+
+func (s *supervisor) run() {
+	s.stopping, s.done = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(s.done)
+		backoff := time.Second
+		for life := 0; ; life++ {
+			w, err := s.start(life)
+			if err != nil {
+				s.err = err
+				return
+			}
+			select {
+			case <-s.stopping:
+				s.err = w.stop()
+				return
+			case <-w.done:
+			}
+			s.mu.Lock()
+			s.exits = append(s.exits, time.Now())
+			s.lastCode = w.cmd.ProcessState.ExitCode()
+			s.mu.Unlock()
+			if s.lastCode == 0 && !s.always {
+				return
+			}
+			select {
+			case <-s.stopping:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 8*time.Second)
+		}
+	}()
+}
+
+// stop ends the process it runs (SIGTERM) and the restarts.
+func (s *supervisor) stop() error {
+	select {
+	case <-s.done:
+	default:
+		close(s.stopping)
+		<-s.done
+	}
+	return s.err
+}
+
+// exitedBetween counts the exits in [from, to].
+func (s *supervisor) exitedBetween(from, to time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, t := range s.exits {
+		if !t.Before(from) && !t.After(to) {
+			n++
+		}
+	}
+	return n
+}
+
+// apiOutage runs the controller, a Backup's worker (under production) and a
+// Restore's worker through a proxy that takes the API server away for
+// o.outage. Each process exits once it cannot renew its Lease (its writing
+// stops with it), a supervisor restarts it as the kubelet would, and after
+// the outage the statuses must catch up: the Backup streaming and uploading
+// again, the Restore done with every record.
+func (c *chaos) apiOutage() row {
+	r := row{scenario: "API-server outage", faults: map[string]int{"outage": 0, "controller restarts": 0, "backup worker restarts": 0, "restore worker restarts": 0}}
+	start := time.Now()
+	apiServer, err := c.apiServerAddr()
+	if err != nil {
+		r.err = err
+		return r
+	}
+	proxy, err := newAPIProxy(apiServer)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	defer proxy.close()
+	kubeconfig, err := c.kubeconfigThrough(proxy, "kubeconfig-outage")
+	if err != nil {
+		r.err = err
+		return r
+	}
+	through := []string{"--kubeconfig", kubeconfig}
+
+	// What the Restore restores: a backup, made before, of a fixed production.
+	const restoreNS, backupNS = "chaos-outage-restore", "chaos-outage"
+	fixed, err := newCluster()
+	if err != nil {
+		r.err = err
+		return r
+	}
+	defer fixed.Close()
+	restoreVol := filepath.Join(c.dir, "outage-restore")
+	var restoreRow row
+	toRestore, err := c.backupFixed(restoreNS, fixed, restoreVol, c.restoreBatches, &restoreRow)
+	if err != nil {
+		r.err = err
+		return r
+	}
+
+	// The live backup, through the proxy, and the controller.
+	cluster, err := newCluster()
+	if err != nil {
+		r.err = err
+		return r
+	}
+	defer cluster.Close()
+	vol := filepath.Join(c.dir, "outage")
+	if r.err = os.MkdirAll(vol, 0o755); r.err != nil {
+		return r
+	}
+	if r.err = c.backupIn(backupNS, cluster.ListenAddrs(), "volume: {capacity: 1Gi}"); r.err != nil {
+		return r
+	}
+	p, err := c.produce(cluster.ListenAddrs())
+	if err != nil {
+		r.err = err
+		return r
+	}
+	controller := &supervisor{always: true, start: func(life int) (*worker, error) {
+		return c.startProcess(fmt.Sprintf("outage-controller-%d.log", life), append([]string{"controller",
+			"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--worker-image", "example.com/armory:chaos",
+			"--leader-election-namespace", backupNS,
+			"--leader-elect-lease-duration", "10s", "--leader-elect-renew-deadline", "8s", "--leader-elect-retry-period", "1s"}, through...))
+	}}
+	backup := &supervisor{always: true, start: func(life int) (*worker, error) {
+		return c.startWorker(backupNS, vol, fmt.Sprintf("outage-backup-%d.log", life), append(through, "--status-interval", "1s")...)
+	}}
+	controller.run()
+	backup.run()
+	stopAll := func() error { return errors.Join(backup.stop(), controller.stop()) }
+	defer stopAll()
+
+	// The restore runs through the outage: each commit is held 100 ms by
+	// the target cluster, so that it lasts.
+	restoreStarted := make(chan struct{})
+	restoreDone := make(chan error, 1)
+	var restore *supervisor
+	var outageStart, outageEnd time.Time
+	go func() {
+		restoreDone <- c.restoreAndCheck(restoreNS, restoreVol, toRestore, &restoreRow, restoreHow{
+			flags: append(through, "--transaction-records", "100", "--status-interval", "1s"),
+			during: func(t *kfake.Cluster, stop <-chan struct{}) error {
+				t.ControlKey(int16(kmsg.EndTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
+					t.KeepControl()
+					t.SleepControl(func() { time.Sleep(100 * time.Millisecond) })
+					return nil, nil, false
+				})
+				<-stop
+				return nil
+			},
+			final: func(start func(life int) (*worker, error)) error {
+				restore = &supervisor{start: start}
+				restore.run()
+				close(restoreStarted)
+				<-restore.done
+				if restore.err == nil && restore.lastCode != 0 {
+					return fmt.Errorf("the restore worker exited %d", restore.lastCode)
+				}
+				return restore.err
+			},
+		})
+	}()
+	// The outage begins once every process is at work.
+	select {
+	case <-restoreStarted:
+	case err := <-restoreDone:
+		r.err = fmt.Errorf("the restore ended before it began: %v", err)
+		return r
+	}
+	for i := 0; ; i++ {
+		bl, _ := os.ReadFile(filepath.Join(c.dir, "outage-backup-0.log"))
+		rl, _ := os.ReadFile(filepath.Join(c.dir, fmt.Sprintf("restore-%s-final-0.log", restoreNS)))
+		cl, _ := os.ReadFile(filepath.Join(c.dir, "outage-controller-0.log"))
+		if strings.Count(string(bl), "Stream started") >= len(topics) && lastRestored(string(rl)) > 0 && strings.Contains(string(cl), "Successfully acquired lease") {
+			break
+		}
+		if i == 600 {
+			r.err = errors.New("the backup, the restore and the controller were not all at work within 60 s")
+			return r
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	outageStart = time.Now()
+	proxy.down()
+	r.faults["outage"]++
+	time.Sleep(c.outage)
+	if r.err = proxy.up(); r.err != nil {
+		return r
+	}
+	outageEnd = time.Now()
+	// Records keep coming after it, then the statuses must catch up.
+	time.Sleep(5 * time.Second)
+	produced, perr := p.finish()
+	if r.err = perr; r.err != nil {
+		return r
+	}
+	if r.err = <-restoreDone; r.err != nil {
+		return r
+	}
+	caughtUpIn, err := c.statusesCatchUp(backupNS, restoreNS, outageEnd, restoreRow.produced)
+	if r.err = err; r.err != nil {
+		return r
+	}
+	r.faults["controller restarts"] = controller.exitedBetween(outageStart, time.Now())
+	r.faults["backup worker restarts"] = backup.exitedBetween(outageStart, time.Now())
+	r.faults["restore worker restarts"] = restore.exitedBetween(outageStart, time.Now())
+	r.notes = append(r.notes, fmt.Sprintf("the Backup's and the Restore's statuses were right again %.0f s after the API server came back "+
+		"(the Backup `Streaming`, `3/3` streams, an upload after the outage; the Restore `Done`, every record)", caughtUpIn.Seconds()))
+	if r.err = stopAll(); r.err != nil {
+		return r
+	}
+	bucket, err := volume.New(vol)
+	if r.err = err; r.err != nil {
+		return r
+	}
+	if r.err = c.finalRun(backupNS, vol, bucket, produced, &r); r.err != nil {
+		return r
+	}
+	// The live backup is not restored (that would repeat the fixed one's
+	// restore, without an outage): the fixed backup's restore is this
+	// row's, and its records are counted with the live ones.
+	r.restoreChecked, r.restored, r.restoreWanted = restoreRow.restoreChecked, restoreRow.restored, restoreRow.restoreWanted
+	r.restoreLost, r.restoreDuplicated, r.restoreChanged = restoreRow.restoreLost, restoreRow.restoreDuplicated, restoreRow.restoreChanged
+	r.produced += restoreRow.produced
+	r.stored += restoreRow.stored
+	r.lost, r.duplicated, r.changed = r.lost+restoreRow.lost, r.duplicated+restoreRow.duplicated, r.changed+restoreRow.changed
+	r.iterations = fmt.Sprintf("the API server unreachable for %s (connections refused) while a backup under production, a restore and the controller ran; each exited on its lost Lease and was restarted with a kubelet's backoff", c.outage)
+	r.seconds = time.Since(start).Seconds()
+	return r
+}
+
+// statusesCatchUp waits until the Backup streams again (Streaming, every
+// stream running, an upload after since) and the Restore is done with
+// every record, and says how long that took after since.
+func (c *chaos) statusesCatchUp(backupNS, restoreNS string, since time.Time, records int64) (time.Duration, error) {
+	wantRecords := fmt.Sprintf("%d/%d", records, records)
+	var last string
+	for range 600 {
+		b, berr := c.env.Armory.KannikaV1alpha().Backups(backupNS).Get(c.ctx, "chaos", metav1.GetOptions{})
+		rs, rerr := c.env.Armory.KannikaV1alpha().Restores(restoreNS).Get(c.ctx, restoreName, metav1.GetOptions{})
+		if berr == nil && rerr == nil {
+			uploaded := b.Status.LastUploadTime != nil && b.Status.LastUploadTime.After(since)
+			if b.Status.Phase == v1alpha.PhaseStreaming && b.Status.StreamsReady == fmt.Sprintf("%d/%d", len(topics), len(topics)) && uploaded &&
+				rs.Status.Phase == v1alpha.PhaseDone && rs.Status.Records == wantRecords {
+				return time.Since(since), nil
+			}
+			last = fmt.Sprintf("Backup %s %s (an upload since the outage: %v), Restore %s %s", b.Status.Phase, b.Status.StreamsReady, uploaded, rs.Status.Phase, rs.Status.Records)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("the statuses did not catch up within 2 minutes of the outage: %s (want the Backup Streaming, the Restore Done %s)", last, wantRecords)
+}
+
+// backupFixed produces batches batches to cluster, backs them up to a
+// volume at dir in namespace ns, checks the backup into r and returns what
+// was produced.
+func (c *chaos) backupFixed(ns string, cluster *kfake.Cluster, dir string, batches int, r *row) (map[string]map[int32][]segment.Record, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := c.backupIn(ns, cluster.ListenAddrs(), "volume: {capacity: 1Gi}"); err != nil {
+		return nil, err
+	}
+	p, err := c.produce(cluster.ListenAddrs())
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; p.count() < batches && i < 6000; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	produced, err := p.finish()
+	if err != nil {
+		return nil, err
+	}
+	bucket, err := volume.New(dir)
+	if err != nil {
+		return nil, err
+	}
+	return produced, c.finalRun(ns, dir, bucket, produced, r)
+}
