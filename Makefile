@@ -19,7 +19,7 @@ help:
 	@echo "make test       verify + lint + every test, against a real kube-apiserver"
 	@echo "make bench      backup and restore throughput and memory beside kcat → docs/BENCHMARKS.md (PROFILE=dir: pprof files)"
 	@echo "make bench-quick  the same on small sizes (about 2 minutes) → bin/BENCHMARKS-quick.md"
-	@echo "make chaos      kill storm, Lease handovers, storage faults, SIGTERM on a hung upload; every record checked → docs/RELIABILITY.md (SEED=n replays)"
+	@echo "make chaos      backup and restore kill storms, Kafka, storage and volume faults, an API-server outage, handovers; every record checked → docs/RELIABILITY.md (SEED=n replays)"
 	@echo "make fuzz       every fuzz target for FUZZTIME each (default 30s; make test runs their seeds)"
 
 # The version and commit `armory version` prints.
@@ -82,9 +82,11 @@ bench: k8s-binaries
 	KUBEBUILDER_ASSETS="$$(scripts/k8s-binaries.sh)" $(GO) run ./scripts/bench -segment-bench /tmp/armory-segment-bench.txt \
 		$(if $(PROFILE),-profile $(PROFILE)) $(BENCHFLAGS)
 
-# Backups under SIGKILLs, Lease handovers, storage faults and a SIGTERM while
-# uploads hang, every record checked, written to
-# docs/RELIABILITY.md (scripts/chaos; make test runs it once, small).
+# Backups and restores under SIGKILLs, Kafka, storage and volume faults, an
+# API-server outage, Lease handovers and a SIGTERM while uploads hang, every
+# record checked in storage and in the restored topics, written to
+# docs/RELIABILITY.md (scripts/chaos; make test runs it once, small). The
+# volume scenario mounts a tmpfs: it needs root.
 # SEED=n replays a run's random choices.
 SEED ?= 0
 chaos: k8s-binaries

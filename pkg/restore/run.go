@@ -162,6 +162,7 @@ func run(ctx context.Context, drain <-chan struct{}, o Options, m *metrics) erro
 
 	backoff := time.Second
 	for {
+		before, _ := rr.status.totals()
 		err := rr.attempt(ctx, stop)
 		var planErrs planErrors
 		var corrupt *segment.CorruptError
@@ -206,6 +207,11 @@ func run(ctx context.Context, drain <-chan struct{}, o Options, m *metrics) erro
 			rr.status.set(v1alpha.RestoreRetrying, false, reason, "stopped")
 			_ = rr.finalWrite(ctx)
 			return fmt.Errorf("%w: %s", ErrPermanent, msg)
+		}
+		// An attempt that committed something ends the run of failures:
+		// the next fault, hours into a restore, waits 1 s again, not 30.
+		if after, _ := rr.status.totals(); after > before {
+			backoff = time.Second
 		}
 		rr.metrics.errors.WithLabelValues(errorKind(err)).Inc()
 		rr.status.set(v1alpha.RestoreRetrying, true, "Retrying", fmt.Sprintf("%v; retrying in %s", err, backoff))

@@ -259,9 +259,23 @@ func (c *chaos) kafkaFaultsScenario() row {
 		target = c.kafkaFaultsOn(nil, restoreKafkaFaults)
 		r.err = c.restoreAndCheck(ns, vol, produced, &r, restoreHow{
 			flags: []string{"--transaction-records", "500", "--transaction-interval", "100ms"},
+			// Faults for the first -kafka-for of the restore: a restore
+			// of every record at this rate of faults would take long.
 			during: func(t *kfake.Cluster, stop <-chan struct{}) error {
 				target.cluster = t
-				return target.run(300*time.Millisecond, nil, stop)
+				enough := make(chan struct{})
+				timer := time.AfterFunc(c.kafkaFor, func() { close(enough) })
+				defer timer.Stop()
+				go func() {
+					select {
+					case <-stop:
+						if timer.Stop() {
+							close(enough)
+						}
+					case <-enough:
+					}
+				}()
+				return target.run(300*time.Millisecond, nil, enough)
 			},
 		})
 	}
@@ -274,7 +288,7 @@ func (c *chaos) kafkaFaultsScenario() row {
 			r.faults["restore: "+k] = n
 		}
 	}
-	r.iterations = fmt.Sprintf("a fault every 0.3-0.6 s in the source cluster over %s of production and backup, then every 0.3-0.6 s in the target cluster over the restore (500-record transactions)", c.kafkaFor)
+	r.iterations = fmt.Sprintf("a fault every 0.3-0.6 s in the source cluster over %s of production and backup, then every 0.3-0.6 s in the target cluster over the first %[1]s of the restore (500-record transactions)", c.kafkaFor)
 	r.seconds = time.Since(start).Seconds()
 	return r
 }

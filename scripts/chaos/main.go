@@ -1,24 +1,40 @@
-// Command chaos backs topics up while it breaks what the backup depends on,
-// then checks that storage holds every record produced, once, unchanged:
-// `make chaos` (SEED=… replays a run), and once at a small size in make
-// test (chaos_test.go). It writes docs/RELIABILITY.md.
+// Command chaos backs topics up and restores them while it breaks what they
+// depend on, then checks that storage, and the topics restored from it, hold
+// every record produced, once, unchanged: `make chaos` (SEED=… replays a
+// run), and once at a small size in make test (chaos_test.go). It writes
+// docs/RELIABILITY.md.
 //
 // Scenarios (-only):
 //
 //   - kills: the backup worker is SIGKILLed at random moments while a
 //     producer keeps writing to 3 topics; each next worker starts at once
 //     and takes the Lease when the killed one's expires.
+//   - restore-kills: the restore worker is SIGKILLed at moments spread over
+//     one restore.
+//   - kafka: kfake's hooks fail fetches, drop connections, hold requests and
+//     move leaders during the backup; fail produce requests (also after the
+//     write), drop them, hold commits and move leaders and the transaction
+//     coordinator during the restore.
+//   - volume: the backup's own tmpfs fills up and is remounted read-only, in
+//     turns, each time until the Backup's status says so.
+//   - outage: the controller, a backup and a restore reach the API server
+//     through a proxy that refuses connections for a while; a supervisor
+//     restarts what exits, as the kubelet would.
+//   - handover: the Lease moves between two workers of one Backup.
 //   - storage: the worker backs up to GCS (fake-gcs-server) through a proxy
 //     that, on a share of calls, answers 503 or 429, resets the connection
 //     before forwarding, forwards then drops the answer (the object was
-//     created; the client's retry must be recognised), or stalls.
+//     created; the client's retry must be recognised), or stalls; the
+//     restore reads through it too.
+//   - sigterm: SIGTERM while every upload hangs.
 //
 // Every scenario ends with the same checks: each partition's objects tile it
 // from 0 with no hole or overlap (layout.ListPartition), the decoded records
 // equal the produced ones (offset, key, value, headers, timestamp, in
-// order), and storage holds nothing but topic.json, segments and gap
-// markers. Every injected fault is counted, and a scenario whose faults did
-// not happen fails.
+// order), storage holds nothing but topic.json, segments and gap markers,
+// and, once the backup is restored into a second cluster, a read_committed
+// consumer reads the same records in the same order. Every injected fault is
+// counted, and a scenario whose faults did not happen fails.
 package main
 
 import (
@@ -415,6 +431,13 @@ type producer struct {
 }
 
 func (c *chaos) produce(brokers []string) (*producer, error) {
+	return c.produceFrom(brokers, 0)
+}
+
+// produceFrom is produce whose first record is the first-th: a second
+// producer of a scenario starts where the first ended, so that every record
+// stays distinct.
+func (c *chaos) produceFrom(brokers []string, first int) (*producer, error) {
 	cfg := sarama.NewConfig()
 	cfg.Version = kafka.Version
 	cfg.Producer.Return.Successes = true
@@ -434,7 +457,7 @@ func (c *chaos) produce(brokers []string) (*producer, error) {
 	go func() {
 		defer close(p.done)
 		defer sp.Close()
-		n := 0
+		n := first
 		for b := range c.batches {
 			select {
 			case <-p.stop:
@@ -919,9 +942,13 @@ func render(o options, rows []row) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Reliability\n\nProduced by `make chaos` (`go run ./scripts/chaos %s`, seed %d) on %s, %s, %d cores. "+
 		"Every figure below was printed by that run; `make chaos SEED=%d` replays its random choices (kill moments, which "+
-		"storage calls fail and how). Each scenario ends with the same checks: every partition's objects tile it from "+
+		"calls fail and how). Each scenario ends with the same checks: every partition's objects tile it from "+
 		"position 0 with no hole or overlap, the stored records equal the produced ones (offset, key, value, headers, "+
-		"timestamp, in order, null and empty kept apart), and storage holds only `topic.json`, segments and gap markers.\n\n",
+		"timestamp, in order, null and empty kept apart), storage holds only `topic.json`, segments and gap markers, and "+
+		"after the backup is restored into a second Kafka cluster (`createTopics`), a `read_committed` consumer reads "+
+		"the same records, partition by partition, in the same order. Lost, duplicated and changed are counted twice: "+
+		"in storage / in the restored topics. Each fault is counted where it happened (a proxy, a kfake hook, a mount), "+
+		"and a scenario in which one kind never happened fails.\n\n",
 		strings.Join(os.Args[1:], " "), o.seed, time.Now().UTC().Format("2006-01-02"), runtime.GOARCH, runtime.NumCPU(), o.seed)
 	b.WriteString("| scenario | what was done | faults injected | records produced | stored | restored | lost (stored / restored) | duplicated | changed | left in storage | seconds | result |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -953,10 +980,26 @@ const promises = `
   is read again by the next worker, from the end storage shows. A segment is stored whole or not at all (GCS: one
   request with a does-not-exist precondition; volume: a temporary file, fsynced, then linked), so a kill leaves no
   partial object; the temporary files a killed volume writer leaves are removed when its partition next starts.
+- **A restore worker killed at any moment**: records and progress are committed in one Kafka transaction, so a
+  killed worker's open transaction is aborted (a ` + "`read_committed`" + ` consumer never sees it) and the next worker
+  resumes from the last commit: no record is missing or written twice in the target.
+- **Kafka misbehaving** (errors on fetch or produce, a produce that timed out after the broker wrote it, dropped
+  connections, a slow broker, leaders and the transaction coordinator moving): the backup re-reads from the end storage
+  shows; the restore's idempotent, transactional producer retries, and an attempt that fails is aborted and started
+  again from the last commit. The stream's or the Restore's status says ` + "`Retrying`" + ` while it lasts.
 - **Storage failing calls** (5xx, 429, resets, stalls, an answer lost after the object was created): each call is
   retried a few times by the client, then the partition lists storage again and continues from what it holds; a
   segment whose creation succeeded but whose answer was lost is found by that listing and adopted (counted, not
-  written again). The stream's status says ` + "`Retrying`" + ` while it lasts.
+  written again). The stream's status says ` + "`Retrying`" + ` while it lasts. A restore reading through the same
+  faults retries from its last commit.
+- **A volume that is full or read-only**: the upload fails, the temporary file is removed, and the stream says
+  ` + "`Retrying`" + ` with the system's words (` + "`no space left on device`" + `, ` + "`read-only file system`" + `) within a
+  status interval; once space is back, it continues where storage ends.
+- **The API server away** (stopped, unreachable): a worker or controller that cannot renew its Lease within the renew
+  deadline stops and exits, before another could take the Lease (the deadline is shorter than the Lease); the kubelet
+  restarts it, and it waits for the API server, takes the Lease and continues from storage (a backup) or the last
+  commit (a restore). Statuses are stale during the outage and right again soon after it. Should two writers ever
+  overlap, storage's create-if-absent and the transactional producer's fencing still let only one write.
 - **The Lease moving between workers** (a rolling update, a drained node): the holder uploads its open segments and
   releases the Lease before it exits; the standby takes it and continues from what storage holds, no record twice.
   Should two workers ever write at once, the create-if-absent of every object still lets only one store a position.
@@ -965,10 +1008,8 @@ const promises = `
   again. The pod's grace period (60 s) is never what ends it.
 - **Not promised**: records Kafka removed (retention) before the backup reached them are not in the backup; a gap
   marker records the missing positions and the status says so. A topic deleted on the source while its backup runs
-  stops that stream (` + "`Failed`" + `); what was stored stays.
-
-Not yet run here (the reliability issue's remaining scenarios): Kafka faults, an API-server outage, volume faults
-(a full disk, a read-only remount), and a kill storm of the restore worker.
+  stops that stream (` + "`Failed`" + `); what was stored stays. A disk failing with EIO is not injected here (no
+  fault-injecting filesystem on this machine); the worker treats it as any failed write.
 `
 
 // faultProxy stands between the worker and the GCS emulator. While on, it

@@ -360,11 +360,31 @@ func (c *chaos) apiOutage() row {
 		return r
 	}
 	outageEnd = time.Now()
-	// Records keep coming after it, then the statuses must catch up.
-	time.Sleep(5 * time.Second)
+	// Records keep coming after it (the first producer may have run out of
+	// batches), then the statuses must catch up.
 	produced, perr := p.finish()
 	if r.err = perr; r.err != nil {
 		return r
+	}
+	sent := 0
+	for _, parts := range produced {
+		for _, recs := range parts {
+			sent += len(recs)
+		}
+	}
+	after, err := c.produceFrom(cluster.ListenAddrs(), sent)
+	if r.err = err; r.err != nil {
+		return r
+	}
+	time.Sleep(5 * time.Second)
+	more, perr := after.finish()
+	if r.err = perr; r.err != nil {
+		return r
+	}
+	for t, parts := range more {
+		for part, recs := range parts {
+			produced[t][part] = append(produced[t][part], recs...)
+		}
 	}
 	if r.err = <-restoreDone; r.err != nil {
 		return r
@@ -411,7 +431,8 @@ func (c *chaos) statusesCatchUp(backupNS, restoreNS string, since time.Time, rec
 		b, berr := c.env.Armory.KannikaV1alpha().Backups(backupNS).Get(c.ctx, "chaos", metav1.GetOptions{})
 		rs, rerr := c.env.Armory.KannikaV1alpha().Restores(restoreNS).Get(c.ctx, restoreName, metav1.GetOptions{})
 		if berr == nil && rerr == nil {
-			uploaded := b.Status.LastUploadTime != nil && b.Status.LastUploadTime.After(since)
+			// The status keeps whole seconds.
+			uploaded := b.Status.LastUploadTime != nil && !b.Status.LastUploadTime.Time.Before(since.Truncate(time.Second))
 			if b.Status.Phase == v1alpha.PhaseStreaming && b.Status.StreamsReady == fmt.Sprintf("%d/%d", len(topics), len(topics)) && uploaded &&
 				rs.Status.Phase == v1alpha.PhaseDone && rs.Status.Records == wantRecords {
 				return time.Since(since), nil
