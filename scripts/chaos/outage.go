@@ -213,6 +213,18 @@ func (s *supervisor) stop() error {
 	return s.err
 }
 
+// firstExitAfter is when the process first exited after t.
+func (s *supervisor) firstExitAfter(t time.Time) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.exits {
+		if e.After(t) {
+			return e, true
+		}
+	}
+	return time.Time{}, false
+}
+
 // exitedBetween counts the exits in [from, to].
 func (s *supervisor) exitedBetween(from, to time.Time) int {
 	s.mu.Lock()
@@ -304,7 +316,7 @@ func (c *chaos) apiOutage() row {
 
 	// The restore runs through the outage: each commit is held 100 ms by
 	// the target cluster, so that it lasts.
-	restoreStarted := make(chan struct{})
+	restoreStarted := make(chan *supervisor, 1)
 	restoreDone := make(chan error, 1)
 	var restore *supervisor
 	var outageStart, outageEnd time.Time
@@ -321,20 +333,21 @@ func (c *chaos) apiOutage() row {
 				return nil
 			},
 			final: func(start func(life int) (*worker, error)) error {
-				restore = &supervisor{start: start}
-				restore.run()
-				close(restoreStarted)
-				<-restore.done
-				if restore.err == nil && restore.lastCode != 0 {
-					return fmt.Errorf("the restore worker exited %d", restore.lastCode)
+				s := &supervisor{start: start}
+				s.run()
+				restoreStarted <- s
+				<-s.done
+				if s.err == nil && s.lastCode != 0 {
+					return fmt.Errorf("the restore worker exited %d", s.lastCode)
 				}
-				return restore.err
+				return s.err
 			},
 		})
 	}()
 	// The outage begins once every process is at work.
 	select {
-	case <-restoreStarted:
+	case restore = <-restoreStarted:
+		defer restore.stop() // if the scenario ends early
 	case err := <-restoreDone:
 		r.err = fmt.Errorf("the restore ended before it began: %v", err)
 		return r
@@ -396,6 +409,26 @@ func (c *chaos) apiOutage() row {
 	r.faults["controller restarts"] = controller.exitedBetween(outageStart, time.Now())
 	r.faults["backup worker restarts"] = backup.exitedBetween(outageStart, time.Now())
 	r.faults["restore worker restarts"] = restore.exitedBetween(outageStart, time.Now())
+	// Safety: a worker's writes end before its Lease could be taken, 10 s
+	// (the Lease duration) after its last renewal, which came at most a
+	// retry period (0.25 s) before the outage. A process that has exited
+	// writes nothing.
+	for _, w := range []struct {
+		what string
+		s    *supervisor
+	}{{"backup", backup}, {"restore", restore}} {
+		exited, ok := w.s.firstExitAfter(outageStart)
+		if !ok {
+			r.err = fmt.Errorf("the %s worker never exited during the outage", w.what)
+			return r
+		}
+		after := exited.Sub(outageStart)
+		r.notes = append(r.notes, fmt.Sprintf("the %s worker had exited %.1f s after the outage began (another could take its Lease after 9.75 s at the earliest)", w.what, after.Seconds()))
+		if after >= 9750*time.Millisecond {
+			r.err = fmt.Errorf("the %s worker exited %.1f s after the outage began: another worker could have taken its Lease by then", w.what, after.Seconds())
+			return r
+		}
+	}
 	r.notes = append(r.notes, fmt.Sprintf("the Backup's and the Restore's statuses were right again %.0f s after the API server came back "+
 		"(the Backup `Streaming`, `3/3` streams, an upload after the outage; the Restore `Done`, every record)", caughtUpIn.Seconds()))
 	if r.err = stopAll(); r.err != nil {
@@ -416,7 +449,7 @@ func (c *chaos) apiOutage() row {
 	r.produced += restoreRow.produced
 	r.stored += restoreRow.stored
 	r.lost, r.duplicated, r.changed = r.lost+restoreRow.lost, r.duplicated+restoreRow.duplicated, r.changed+restoreRow.changed
-	r.iterations = fmt.Sprintf("the API server unreachable for %s (connections refused) while a backup under production, a restore and the controller ran; each exited on its lost Lease and was restarted with a kubelet's backoff", c.outage)
+	r.iterations = fmt.Sprintf("the API server unreachable for %s (connections refused) while a backup under production, a restore and the controller ran; each exited once it could not reach the API server (a Lease it could not renew, a status it could not write) and was restarted with a kubelet's backoff", c.outage)
 	r.seconds = time.Since(start).Seconds()
 	return r
 }

@@ -68,7 +68,7 @@ func (c *chaos) volumeFaults() row {
 	}
 	filler := filepath.Join(vol, "chaos-filler")
 	deadline := time.Now().Add(c.volumeFor)
-	for i := 0; time.Now().Before(deadline) && r.err == nil; i++ {
+	for i := 0; (time.Now().Before(deadline) || i < 2) && r.err == nil; i++ { // both kinds, however short the run
 		time.Sleep(time.Duration(500+c.intn(1000)) * time.Millisecond)
 		var undo func() error
 		var kind, says string
