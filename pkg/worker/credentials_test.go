@@ -216,6 +216,29 @@ func newCert(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, name s
 // from a Secret through gcp Credentials. The key's token_uri points at a
 // token server on loopback, so nothing leaves the machine; the key itself
 // appears in no log.
+// serviceAccountKey is a GCP service-account key file whose tokens come
+// from tokenURL, and its private key's PEM.
+func serviceAccountKey(t *testing.T, tokenURL string) (saJSON []byte, keyPEM string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	saJSON, err = json.Marshal(map[string]string{
+		"type": "service_account", "project_id": "armory-test", "private_key_id": "test-key-1", "private_key": keyPEM,
+		"client_email": "backup-writer@armory-test.iam.gserviceaccount.com", "client_id": "1", "token_uri": tokenURL,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return saJSON, keyPEM
+}
+
 func TestGCPKeyFromCredentials(t *testing.T) {
 	t.Parallel()
 	var tokenRequests atomic.Int32
@@ -225,20 +248,7 @@ func TestGCPKeyFromCredentials(t *testing.T) {
 		fmt.Fprint(w, `{"access_token":"local-test-token","token_type":"Bearer","expires_in":3600}`)
 	}))
 	defer tokens.Close()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-	saJSON, _ := json.Marshal(map[string]string{
-		"type": "service_account", "project_id": "armory-test", "private_key_id": "test-key-1", "private_key": keyPEM,
-		"client_email": "backup-writer@armory-test.iam.gserviceaccount.com", "client_id": "1",
-		"token_uri": tokens.URL + "/token",
-	})
+	saJSON, _ := serviceAccountKey(t, tokens.URL+"/token")
 
 	topic := unique("gcp.events")
 	createTopic(t, topic, 1, nil)

@@ -2,12 +2,9 @@ package worker_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -90,19 +87,7 @@ func TestNoSecretReachesAnyOutput(t *testing.T) {
 		fmt.Fprintf(w, `{"access_token":%q,"token_type":"Bearer","expires_in":3600}`, token)
 	}))
 	defer tokens.Close()
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(rsaKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	saKeyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-	saJSON, _ := json.Marshal(map[string]string{
-		"type": "service_account", "project_id": "armory-audit", "private_key_id": "audit-key-1", "private_key": saKeyPEM,
-		"client_email": "audit@armory-audit.iam.gserviceaccount.com", "client_id": "1", "token_uri": tokens.URL + "/token",
-	})
+	saJSON, saKeyPEM := serviceAccountKey(t, tokens.URL+"/token")
 
 	s := setupBackupOn(t, source.ListenAddrs(), []string{"audit.events"},
 		"  sourceCredentialsFrom: {credentialsRef: {name: kafka-sasl}}\n  sinkCredentialsFrom: {credentialsRef: {name: gcs-key}}\n", false)

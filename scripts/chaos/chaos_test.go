@@ -37,7 +37,7 @@ func TestChaosRunsAtASmallSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| kill storm |", "| restore kill storm |", "| Kafka faults |", "| volume faults |", "| API-server outage |", "statuses were right again", "read-only remount: the stream's status message was", "restore: REQUEST_TIMED_OUT on produce, after the write", "restore worker SIGKILL 3", "| Lease handover |", "handover 3", "| storage faults (GCS) |", "| SIGTERM during a stalled upload |", "SIGKILL 4", "answer lost after the call", "## What Armory promises"} {
+	for _, want := range []string{"| kill storm |", "| restore kill storm |", "| Kafka faults |", "| volume faults |", "| API-server outage |", "the Backup's status was right again in", "read-only remount: the stream's status message was", "restore: REQUEST_TIMED_OUT on produce, after the write", "restore worker SIGKILL 3", "| Lease handover |", "handover 3", "| storage faults (GCS) |", "| SIGTERM during a stalled upload |", "SIGKILL 4", "answer lost after the call", "## What Armory promises"} {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("the report has no %q:\n%s", want, data)
 		}

@@ -3,9 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,8 +10,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/kannika/armory/pkg/storage/volume"
 )
 
 // kafkaFaults injects faults into one kfake cluster through its control
@@ -208,36 +203,19 @@ func (f *kafkaFaults) snapshot() map[string]int {
 func (c *chaos) kafkaFaultsScenario() row {
 	r := row{scenario: "Kafka faults"}
 	start := time.Now()
-	cluster, err := newCluster()
+	const ns = "chaos-kafka"
+	cluster, vol, p, err := c.volumeBackup(ns, "kafka")
 	if err != nil {
 		r.err = err
 		return r
 	}
 	defer cluster.Close()
-	const ns = "chaos-kafka"
-	vol := filepath.Join(c.dir, "kafka")
-	if r.err = os.MkdirAll(vol, 0o755); r.err != nil {
-		return r
-	}
-	if r.err = c.backupIn(ns, cluster.ListenAddrs(), "volume: {capacity: 1Gi}"); r.err != nil {
-		return r
-	}
-	p, err := c.produce(cluster.ListenAddrs())
-	if err != nil {
-		r.err = err
-		return r
-	}
 	w, err := c.startWorker(ns, vol, "kafka.log")
 	if err != nil {
 		r.err = err
 		return r
 	}
-	for range 300 { // faults start once the streams run
-		if log, _ := os.ReadFile(w.path); strings.Count(string(log), "Stream started") >= len(topics) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitStreams(w) // faults start once the streams run
 	source := c.kafkaFaultsOn(cluster, backupKafkaFaults)
 	stop := make(chan struct{})
 	injected := make(chan error, 1)
@@ -246,12 +224,8 @@ func (c *chaos) kafkaFaultsScenario() row {
 	close(stop)
 	produced, perr := p.finish()
 	r.err = errors.Join(<-injected, perr, w.stop())
-	bucket, err := volume.New(vol)
 	if r.err == nil {
-		r.err = err
-	}
-	if r.err == nil {
-		r.err = c.finalRun(ns, vol, bucket, produced, &r)
+		r.err = c.finalRun(ns, vol, nil, produced, &r)
 	}
 	var target *kafkaFaults
 	if r.err == nil {

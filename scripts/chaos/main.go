@@ -305,6 +305,42 @@ func newCluster() (*kfake.Cluster, error) {
 	return kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(partitions, topics...))
 }
 
+// volumeBackup starts a Kafka cluster with the chaos topics, applies a
+// Backup of them in namespace ns to a volume at c.dir/name, and starts
+// producing. The caller closes the cluster.
+func (c *chaos) volumeBackup(ns, name string) (*kfake.Cluster, string, *producer, error) {
+	cluster, err := newCluster()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	vol := filepath.Join(c.dir, name)
+	if err := os.MkdirAll(vol, 0o755); err != nil {
+		cluster.Close()
+		return nil, "", nil, err
+	}
+	if err := c.backupIn(ns, cluster.ListenAddrs(), "volume: {capacity: 1Gi}"); err != nil {
+		cluster.Close()
+		return nil, "", nil, err
+	}
+	p, err := c.produce(cluster.ListenAddrs())
+	if err != nil {
+		cluster.Close()
+		return nil, "", nil, err
+	}
+	return cluster, vol, p, nil
+}
+
+// waitStreams waits (60 s at most) until the worker has started every
+// topic's stream.
+func waitStreams(w *worker) {
+	for range 600 {
+		if log, _ := os.ReadFile(w.path); strings.Count(string(log), "Stream started") >= len(topics) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // backupIn applies an EventHub, a Storage and a Backup of every topic to a
 // new namespace, with a 1 s rollover timeout so that segments are many.
 func (c *chaos) backupIn(ns string, brokers []string, storageSpec string) error {
@@ -543,26 +579,13 @@ func (p *producer) count() int {
 func (c *chaos) killStorm() row {
 	r := row{scenario: "kill storm", faults: map[string]int{"SIGKILL": 0}}
 	start := time.Now()
-	cluster, err := newCluster()
+	const ns = "chaos-kills"
+	cluster, vol, p, err := c.volumeBackup(ns, "kills")
 	if err != nil {
 		r.err = err
 		return r
 	}
 	defer cluster.Close()
-	ns := "chaos-kills"
-	vol := filepath.Join(c.dir, "kills")
-	if err := os.MkdirAll(vol, 0o755); err != nil {
-		r.err = err
-		return r
-	}
-	if r.err = c.backupIn(ns, cluster.ListenAddrs(), "volume: {capacity: 1Gi}"); r.err != nil {
-		return r
-	}
-	p, err := c.produce(cluster.ListenAddrs())
-	if err != nil {
-		r.err = err
-		return r
-	}
 	for i := range c.kills {
 		w, err := c.startWorker(ns, vol, "kills.log", "--lease-duration", "2s", "--lease-renew-deadline", "1500ms")
 		if err != nil {
@@ -584,12 +607,8 @@ func (c *chaos) killStorm() row {
 	if r.err == nil {
 		r.err = perr
 	}
-	bucket, err := volume.New(vol)
 	if r.err == nil {
-		r.err = err
-	}
-	if r.err == nil {
-		r.err = c.finalRun(ns, vol, bucket, produced, &r)
+		r.err = c.finalRun(ns, vol, nil, produced, &r)
 	}
 	if r.err == nil {
 		r.err = c.restoreAndCheck(ns, vol, produced, &r, restoreHow{})
@@ -604,25 +623,13 @@ func (c *chaos) killStorm() row {
 func (c *chaos) handover() row {
 	r := row{scenario: "Lease handover", faults: map[string]int{"handover": 0}}
 	start := time.Now()
-	cluster, err := newCluster()
+	const ns = "chaos-handover"
+	cluster, vol, p, err := c.volumeBackup(ns, "handover")
 	if err != nil {
 		r.err = err
 		return r
 	}
 	defer cluster.Close()
-	const ns = "chaos-handover"
-	vol := filepath.Join(c.dir, "handover")
-	if r.err = os.MkdirAll(vol, 0o755); r.err != nil {
-		return r
-	}
-	if r.err = c.backupIn(ns, cluster.ListenAddrs(), "volume: {capacity: 1Gi}"); r.err != nil {
-		return r
-	}
-	p, err := c.produce(cluster.ListenAddrs())
-	if err != nil {
-		r.err = err
-		return r
-	}
 	waitHolds := func(w *worker) error {
 		for range 300 {
 			if w.holds() {
@@ -666,10 +673,7 @@ func (c *chaos) handover() row {
 	}
 	r.err = errors.Join(err, perr)
 	if r.err == nil {
-		bucket, err := volume.New(vol)
-		if r.err = err; err == nil {
-			r.err = c.finalRun(ns, vol, bucket, produced, &r)
-		}
+		r.err = c.finalRun(ns, vol, nil, produced, &r)
 	}
 	if r.err == nil {
 		r.err = c.restoreAndCheck(ns, vol, produced, &r, restoreHow{})
@@ -679,8 +683,15 @@ func (c *chaos) handover() row {
 }
 
 // finalRun starts one last worker, lets it store everything produced, stops
-// it with SIGTERM, and checks storage.
+// it with SIGTERM, and checks storage: bucket, or the volume at storagePath
+// if bucket is nil.
 func (c *chaos) finalRun(ns, storagePath string, bucket storage.Bucket, produced map[string]map[int32][]segment.Record, r *row) error {
+	if bucket == nil {
+		var err error
+		if bucket, err = volume.New(storagePath); err != nil {
+			return err
+		}
+	}
 	w, err := c.startWorker(ns, storagePath, "final-"+ns+".log")
 	if err != nil {
 		return err
@@ -888,12 +899,7 @@ func (c *chaos) storageFaults() row {
 	// Faults start once the streams run: a worker that cannot reach its
 	// storage at start exits (and a kubelet would restart it), which the
 	// kill storm covers; this scenario is about a backup under way.
-	for range 300 {
-		if log, _ := os.ReadFile(filepath.Join(c.dir, "storage.log")); strings.Count(string(log), "Stream started") >= len(topics) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitStreams(w)
 	faults.on.Store(true)
 	time.Sleep(c.storageFor)
 	// Production ends once every kind of fault has happened (bounded).

@@ -19,7 +19,6 @@ import (
 
 	"github.com/kannika/armory/apis/kannika/v1alpha"
 	"github.com/kannika/armory/pkg/segment"
-	"github.com/kannika/armory/pkg/storage/volume"
 )
 
 // apiProxy stands between Armory's processes and the API server. Down, it
@@ -115,39 +114,37 @@ func (p *apiProxy) up() error {
 
 func (p *apiProxy) close() { p.down() }
 
-// apiServerAddr is the API server's host:port, from the admin kubeconfig.
-func (c *chaos) apiServerAddr() (string, error) {
+// apiServerThroughProxy starts a proxy in front of the API server and
+// writes a copy of the admin kubeconfig, named name, that reaches it
+// through the proxy.
+func (c *chaos) apiServerThroughProxy(name string) (*apiProxy, string, error) {
 	cfg, err := clientcmd.LoadFromFile(c.env.Kubeconfig)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
+	var proxy *apiProxy
 	for _, cluster := range cfg.Clusters {
 		u, err := url.Parse(cluster.Server)
 		if err != nil {
-			return "", err
+			return nil, "", err
 		}
-		return u.Host, nil
-	}
-	return "", errors.New("the admin kubeconfig names no cluster")
-}
-
-// kubeconfigThrough writes a copy of the admin kubeconfig that reaches the
-// API server through the proxy.
-func (c *chaos) kubeconfigThrough(p *apiProxy, name string) (string, error) {
-	cfg, err := clientcmd.LoadFromFile(c.env.Kubeconfig)
-	if err != nil {
-		return "", err
-	}
-	for _, cluster := range cfg.Clusters {
-		u, err := url.Parse(cluster.Server)
-		if err != nil {
-			return "", err
+		if proxy == nil {
+			if proxy, err = newAPIProxy(u.Host); err != nil {
+				return nil, "", err
+			}
 		}
-		u.Host = p.addr
+		u.Host = proxy.addr
 		cluster.Server = u.String()
 	}
+	if proxy == nil {
+		return nil, "", errors.New("the admin kubeconfig names no cluster")
+	}
 	path := filepath.Join(c.dir, name)
-	return path, clientcmd.WriteToFile(*cfg, path)
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		proxy.close()
+		return nil, "", err
+	}
+	return proxy, path, nil
 }
 
 // supervisor restarts a process when it exits, as the kubelet does: always
@@ -247,59 +244,30 @@ func (s *supervisor) exitedBetween(from, to time.Time) int {
 func (c *chaos) apiOutage() row {
 	r := row{scenario: "API-server outage", faults: map[string]int{"outage": 0, "controller restarts": 0, "backup worker restarts": 0, "restore worker restarts": 0}}
 	start := time.Now()
-	apiServer, err := c.apiServerAddr()
-	if err != nil {
-		r.err = err
-		return r
-	}
-	proxy, err := newAPIProxy(apiServer)
+	proxy, kubeconfig, err := c.apiServerThroughProxy("kubeconfig-outage")
 	if err != nil {
 		r.err = err
 		return r
 	}
 	defer proxy.close()
-	kubeconfig, err := c.kubeconfigThrough(proxy, "kubeconfig-outage")
-	if err != nil {
-		r.err = err
-		return r
-	}
 	through := []string{"--kubeconfig", kubeconfig}
 
 	// What the Restore restores: a backup, made before, of a fixed production.
 	const restoreNS, backupNS = "chaos-outage-restore", "chaos-outage"
-	fixed, err := newCluster()
-	if err != nil {
-		r.err = err
-		return r
-	}
-	defer fixed.Close()
-	restoreVol := filepath.Join(c.dir, "outage-restore")
 	var restoreRow row
-	toRestore, err := c.backupFixed(restoreNS, fixed, restoreVol, c.restoreBatches, &restoreRow)
+	restoreVol, toRestore, err := c.backupFixed(restoreNS, "outage-restore", c.restoreBatches, &restoreRow)
 	if err != nil {
 		r.err = err
 		return r
 	}
 
 	// The live backup, through the proxy, and the controller.
-	cluster, err := newCluster()
+	cluster, vol, p, err := c.volumeBackup(backupNS, "outage")
 	if err != nil {
 		r.err = err
 		return r
 	}
 	defer cluster.Close()
-	vol := filepath.Join(c.dir, "outage")
-	if r.err = os.MkdirAll(vol, 0o755); r.err != nil {
-		return r
-	}
-	if r.err = c.backupIn(backupNS, cluster.ListenAddrs(), "volume: {capacity: 1Gi}"); r.err != nil {
-		return r
-	}
-	p, err := c.produce(cluster.ListenAddrs())
-	if err != nil {
-		r.err = err
-		return r
-	}
 	controller := &supervisor{always: true, start: func(life int) (*worker, error) {
 		return c.startProcess(fmt.Sprintf("outage-controller-%d.log", life), append([]string{"controller",
 			"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--worker-image", "example.com/armory:chaos",
@@ -365,6 +333,10 @@ func (c *chaos) apiOutage() row {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	before, err := c.env.Armory.KannikaV1alpha().Restores(restoreNS).Get(c.ctx, restoreName, metav1.GetOptions{})
+	if r.err = err; r.err != nil {
+		return r
+	}
 	outageStart = time.Now()
 	proxy.down()
 	r.faults["outage"]++
@@ -374,7 +346,7 @@ func (c *chaos) apiOutage() row {
 	}
 	outageEnd = time.Now()
 	// Records keep coming after it (the first producer may have run out of
-	// batches), then the statuses must catch up.
+	// batches) while the statuses must catch up.
 	produced, perr := p.finish()
 	if r.err = perr; r.err != nil {
 		return r
@@ -389,9 +361,10 @@ func (c *chaos) apiOutage() row {
 	if r.err = err; r.err != nil {
 		return r
 	}
-	time.Sleep(5 * time.Second)
+	backupIn, restoreIn, err := c.statusesCatchUp(backupNS, restoreNS, outageEnd, before.Status.Records)
+	time.Sleep(2 * time.Second) // records after the catch-up too
 	more, perr := after.finish()
-	if r.err = perr; r.err != nil {
+	if r.err = errors.Join(err, perr); r.err != nil {
 		return r
 	}
 	for t, parts := range more {
@@ -402,8 +375,12 @@ func (c *chaos) apiOutage() row {
 	if r.err = <-restoreDone; r.err != nil {
 		return r
 	}
-	caughtUpIn, err := c.statusesCatchUp(backupNS, restoreNS, outageEnd, restoreRow.produced)
+	rs, err := c.env.Armory.KannikaV1alpha().Restores(restoreNS).Get(c.ctx, restoreName, metav1.GetOptions{})
 	if r.err = err; r.err != nil {
+		return r
+	}
+	if want := fmt.Sprintf("%d/%d", restoreRow.produced, restoreRow.produced); rs.Status.Phase != v1alpha.PhaseDone || rs.Status.Records != want {
+		r.err = fmt.Errorf("the restore ended, and its status says %s %s, not %s %s", rs.Status.Phase, rs.Status.Records, v1alpha.PhaseDone, want)
 		return r
 	}
 	r.faults["controller restarts"] = controller.exitedBetween(outageStart, time.Now())
@@ -429,16 +406,12 @@ func (c *chaos) apiOutage() row {
 			return r
 		}
 	}
-	r.notes = append(r.notes, fmt.Sprintf("the Backup's and the Restore's statuses were right again %.0f s after the API server came back "+
-		"(the Backup `Streaming`, `3/3` streams, an upload after the outage; the Restore `Done`, every record)", caughtUpIn.Seconds()))
+	r.notes = append(r.notes, fmt.Sprintf("after the API server came back, the Backup's status was right again in %.0f s (`Streaming`, %d/%d streams, an upload after the outage) "+
+		"and the Restore's in %.0f s (its progress past the %s it showed before the outage); the Restore then ended `Done`, every record", backupIn.Seconds(), len(topics), len(topics), restoreIn.Seconds(), before.Status.Records))
 	if r.err = stopAll(); r.err != nil {
 		return r
 	}
-	bucket, err := volume.New(vol)
-	if r.err = err; r.err != nil {
-		return r
-	}
-	if r.err = c.finalRun(backupNS, vol, bucket, produced, &r); r.err != nil {
+	if r.err = c.finalRun(backupNS, vol, nil, produced, &r); r.err != nil {
 		return r
 	}
 	// The live backup is not restored (that would repeat the fixed one's
@@ -454,11 +427,11 @@ func (c *chaos) apiOutage() row {
 	return r
 }
 
-// statusesCatchUp waits until the Backup streams again (Streaming, every
-// stream running, an upload after since) and the Restore is done with
-// every record, and says how long that took after since.
-func (c *chaos) statusesCatchUp(backupNS, restoreNS string, since time.Time, records int64) (time.Duration, error) {
-	wantRecords := fmt.Sprintf("%d/%d", records, records)
+// statusesCatchUp waits (2 minutes at most) until the Backup streams again
+// (Streaming, every stream running, an upload after since) and the Restore
+// shows progress past what it showed before the outage (or is done), and
+// says how long each took after since.
+func (c *chaos) statusesCatchUp(backupNS, restoreNS string, since time.Time, restoredBefore string) (backup, restore time.Duration, err error) {
 	var last string
 	for range 600 {
 		b, berr := c.env.Armory.KannikaV1alpha().Backups(backupNS).Get(c.ctx, "chaos", metav1.GetOptions{})
@@ -466,41 +439,50 @@ func (c *chaos) statusesCatchUp(backupNS, restoreNS string, since time.Time, rec
 		if berr == nil && rerr == nil {
 			// The status keeps whole seconds.
 			uploaded := b.Status.LastUploadTime != nil && !b.Status.LastUploadTime.Time.Before(since.Truncate(time.Second))
-			if b.Status.Phase == v1alpha.PhaseStreaming && b.Status.StreamsReady == fmt.Sprintf("%d/%d", len(topics), len(topics)) && uploaded &&
-				rs.Status.Phase == v1alpha.PhaseDone && rs.Status.Records == wantRecords {
-				return time.Since(since), nil
+			if backup == 0 && b.Status.Phase == v1alpha.PhaseStreaming && b.Status.StreamsReady == fmt.Sprintf("%d/%d", len(topics), len(topics)) && uploaded {
+				backup = time.Since(since)
+			}
+			if restore == 0 && (rs.Status.Phase == v1alpha.PhaseDone || rs.Status.Phase == v1alpha.PhaseRestoring && restoredPast(rs.Status.Records, restoredBefore)) {
+				restore = time.Since(since)
+			}
+			if backup > 0 && restore > 0 {
+				return backup, restore, nil
 			}
 			last = fmt.Sprintf("Backup %s %s (an upload since the outage: %v), Restore %s %s", b.Status.Phase, b.Status.StreamsReady, uploaded, rs.Status.Phase, rs.Status.Records)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return 0, fmt.Errorf("the statuses did not catch up within 2 minutes of the outage: %s (want the Backup Streaming, the Restore Done %s)", last, wantRecords)
+	return 0, 0, fmt.Errorf("the statuses did not catch up within 2 minutes of the outage: %s (want the Backup Streaming and the Restore past %s)", last, restoredBefore)
 }
 
-// backupFixed produces batches batches to cluster, backs them up to a
-// volume at dir in namespace ns, checks the backup into r and returns what
-// was produced.
-func (c *chaos) backupFixed(ns string, cluster *kfake.Cluster, dir string, batches int, r *row) (map[string]map[int32][]segment.Record, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
+// restoredPast reports whether a Restore's records column ("restored/total")
+// shows more restored than before did.
+func restoredPast(now, before string) bool {
+	var n, b, total int64
+	if _, err := fmt.Sscanf(now, "%d/%d", &n, &total); err != nil {
+		return false
 	}
-	if err := c.backupIn(ns, cluster.ListenAddrs(), "volume: {capacity: 1Gi}"); err != nil {
-		return nil, err
+	if _, err := fmt.Sscanf(before, "%d/%d", &b, &total); err != nil {
+		b = 0 // nothing shown yet
 	}
-	p, err := c.produce(cluster.ListenAddrs())
+	return n > b
+}
+
+// backupFixed produces batches batches to a new cluster, backs them up to a
+// volume at c.dir/name in namespace ns, checks the backup into r and
+// returns the volume and what was produced.
+func (c *chaos) backupFixed(ns, name string, batches int, r *row) (string, map[string]map[int32][]segment.Record, error) {
+	cluster, dir, p, err := c.volumeBackup(ns, name)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
+	defer cluster.Close()
 	for i := 0; p.count() < batches && i < 6000; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	produced, err := p.finish()
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	bucket, err := volume.New(dir)
-	if err != nil {
-		return nil, err
-	}
-	return produced, c.finalRun(ns, dir, bucket, produced, r)
+	return dir, produced, c.finalRun(ns, dir, nil, produced, r)
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -332,15 +331,8 @@ func fromMessage(m *sarama.ConsumerMessage) segment.Record {
 func (c *chaos) restoreKillStorm() row {
 	r := row{scenario: "restore kill storm", faults: map[string]int{"restore worker SIGKILL": 0}}
 	start := time.Now()
-	cluster, err := newCluster()
-	if err != nil {
-		r.err = err
-		return r
-	}
-	defer cluster.Close()
 	const ns = "chaos-restore-kills"
-	vol := filepath.Join(c.dir, "restore-kills")
-	produced, err := c.backupFixed(ns, cluster, vol, c.restoreBatches, &r)
+	vol, produced, err := c.backupFixed(ns, "restore-kills", c.restoreBatches, &r)
 	if r.err = err; r.err != nil {
 		return r
 	}

@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kannika/armory/pkg/layout"
-	"github.com/kannika/armory/pkg/storage/volume"
 )
 
 // volumeFaults backs up to a volume of its own (a tmpfs) that, in turns,
@@ -60,12 +59,7 @@ func (c *chaos) volumeFaults() row {
 		r.err = err
 		return r
 	}
-	for range 300 { // faults start once the streams run
-		if log, _ := os.ReadFile(w.path); strings.Count(string(log), "Stream started") >= len(topics) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitStreams(w) // faults start once the streams run
 	filler := filepath.Join(vol, "chaos-filler")
 	deadline := time.Now().Add(c.volumeFor)
 	for i := 0; (time.Now().Before(deadline) || i < 2) && r.err == nil; i++ { // both kinds, however short the run
@@ -104,12 +98,8 @@ func (c *chaos) volumeFaults() row {
 	r.err = errors.Join(r.err, perr, w.stop())
 	r.iterations = fmt.Sprintf("the backup's tmpfs filled up %d times and was remounted read-only %d times over %s of production, each time until the status said so",
 		r.faults["disk full"], r.faults["read-only remount"], c.volumeFor)
-	bucket, err := volume.New(vol)
 	if r.err == nil {
-		r.err = err
-	}
-	if r.err == nil {
-		r.err = c.finalRun(ns, vol, bucket, produced, &r)
+		r.err = c.finalRun(ns, vol, nil, produced, &r)
 	}
 	if r.err == nil {
 		r.err = c.restoreAndCheck(ns, vol, produced, &r, restoreHow{})
