@@ -589,6 +589,13 @@ func schema_armory_apis_kannika_v1alpha_Compression(ref common.ReferenceCallback
 							Format:      "",
 						},
 					},
+					"level": {
+						SchemaProps: spec.SchemaProps{
+							Description: "level is how hard zstd, gzip or lz4 compresses: fastest, default (when unset) or better. A CPU-bound backup runs faster at fastest for larger segments; better writes smaller segments, slower. It is not stored: segments written at any level restore the same.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
 				},
 			},
 		},

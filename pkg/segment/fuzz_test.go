@@ -67,14 +67,25 @@ func benchRecords() ([]Record, int64) {
 
 func BenchmarkEncode(b *testing.B) {
 	recs, size := benchRecords()
-	for _, codec := range []Codec{CodecNone, CodecZstd, CodecGzip, CodecSnappy, CodecLZ4} {
-		b.Run(codec.String(), func(b *testing.B) {
+	for _, c := range []struct {
+		codec Codec
+		level Level
+	}{{CodecNone, LevelDefault}, {CodecZstd, LevelDefault}, {CodecZstd, LevelFastest}, {CodecZstd, LevelBetter},
+		{CodecGzip, LevelDefault}, {CodecSnappy, LevelDefault}, {CodecLZ4, LevelDefault}} {
+		name := c.codec.String()
+		if c.level != LevelDefault {
+			name += "-" + c.level.String()
+		}
+		b.Run(name, func(b *testing.B) {
 			b.SetBytes(size)
 			b.ReportAllocs()
 			var buf bytes.Buffer
 			for b.Loop() {
 				buf.Reset()
-				w, _ := NewWriter(&buf, codec, 0, 0, 0)
+				w, _ := NewWriter(&buf, c.codec, 0, 0, 0)
+				if err := w.SetLevel(c.level); err != nil {
+					b.Fatal(err)
+				}
 				for i := range recs {
 					if err := w.Append(&recs[i]); err != nil {
 						b.Fatal(err)

@@ -38,9 +38,17 @@ func testRecords() []Record {
 
 func encode(t testing.TB, codec Codec, recs []Record, start, end int64, blockSize int) ([]byte, Summary) {
 	t.Helper()
+	return encodeAt(t, codec, LevelDefault, recs, start, end, blockSize)
+}
+
+func encodeAt(t testing.TB, codec Codec, level Level, recs []Record, start, end int64, blockSize int) ([]byte, Summary) {
+	t.Helper()
 	var buf bytes.Buffer
 	w, err := NewWriter(&buf, codec, 7, start, blockSize)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SetLevel(level); err != nil {
 		t.Fatal(err)
 	}
 	for i := range recs {
@@ -77,6 +85,62 @@ func TestRoundTripEveryCodec(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestEveryLevelRoundTrips encodes the same JSON-like records at each
+// level: every level decodes to the records written, and the levels really
+// differ (a level that was ignored would give the default's size).
+func TestEveryLevelRoundTrips(t *testing.T) {
+	recs, _ := benchRecords()
+	recs = recs[:2000]
+	for _, codec := range []Codec{CodecZstd, CodecGzip, CodecLZ4} {
+		size := map[Level]int{}
+		for _, level := range []Level{LevelFastest, LevelDefault, LevelBetter} {
+			data, _ := encodeAt(t, codec, level, recs, 0, 2000, DefaultBlockSize)
+			out, _, err := Decode(data, "t/7/00000000000000000000.seg")
+			if err != nil {
+				t.Fatalf("%s %s: %v", codec, level, err)
+			}
+			assertSameRecords(t, recs, out)
+			size[level] = len(data)
+		}
+		t.Logf("%s: fastest %d, default %d, better %d bytes", codec, size[LevelFastest], size[LevelDefault], size[LevelBetter])
+		if size[LevelBetter] >= size[LevelDefault] || size[LevelFastest] < size[LevelDefault] {
+			t.Errorf("%s: fastest %d, default %d, better %d bytes: want fastest >= default > better", codec, size[LevelFastest], size[LevelDefault], size[LevelBetter])
+		}
+		if codec != CodecLZ4 && size[LevelFastest] == size[LevelDefault] { // lz4's default is its fastest
+			t.Errorf("%s: fastest and default both give %d bytes", codec, size[LevelDefault])
+		}
+	}
+}
+
+func TestParseLevel(t *testing.T) {
+	for _, tc := range []struct {
+		codec      Codec
+		name       string
+		want       Level
+		wantErrHas string
+	}{
+		{CodecZstd, "", LevelDefault, ""},
+		{CodecZstd, "fastest", LevelFastest, ""},
+		{CodecGzip, "better", LevelBetter, ""},
+		{CodecNone, "default", LevelDefault, ""},
+		{CodecNone, "fastest", 0, `none has no level "fastest": leave level out, or use zstd, gzip or lz4`},
+		{CodecSnappy, "better", 0, "snappy has no level"},
+		{CodecZstd, "max", 0, `unknown level "max": use fastest, default or better`},
+	} {
+		got, err := ParseLevel(tc.codec, tc.name)
+		switch {
+		case tc.wantErrHas == "" && (err != nil || got != tc.want):
+			t.Errorf("ParseLevel(%s, %q) = %v, %v; want %v", tc.codec, tc.name, got, err, tc.want)
+		case tc.wantErrHas != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErrHas)):
+			t.Errorf("ParseLevel(%s, %q) error = %v, want one containing %q", tc.codec, tc.name, err, tc.wantErrHas)
+		}
+	}
+	w, _ := NewWriter(&bytes.Buffer{}, CodecSnappy, 0, 0, 0)
+	if err := w.SetLevel(LevelBetter); err == nil {
+		t.Error("a snappy writer took level better")
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 type Writer struct {
 	w         io.Writer
 	codec     Codec
+	level     Level
 	blockSize int
 	summary   Summary
 
@@ -139,6 +140,16 @@ func appendBytes(b, v []byte) []byte {
 	return append(b, v...)
 }
 
+// SetLevel sets how hard the blocks written from now on are compressed.
+// The level is not stored: readers need only the codec.
+func (sw *Writer) SetLevel(l Level) error {
+	if l >= levelCount || (l != LevelDefault && (sw.codec == CodecNone || sw.codec == CodecSnappy)) {
+		return fmt.Errorf("%s has no level %s", sw.codec, l)
+	}
+	sw.level = l
+	return nil
+}
+
 // Held is the memory the Writer holds between appends: its open block's
 // buffer. (A block's compressed copy is held only while it is written.)
 func (sw *Writer) Held() int { return cap(sw.block) }
@@ -152,7 +163,7 @@ func (sw *Writer) flushBlock() error {
 	}
 	scratch := compressBuffers.Get().(*[]byte)
 	defer compressBuffers.Put(scratch)
-	compressed, err := sw.codec.compress((*scratch)[:0], sw.block)
+	compressed, err := sw.codec.compress((*scratch)[:0], sw.block, sw.level)
 	if err != nil {
 		sw.err = fmt.Errorf("compress block: %w", err)
 		return sw.err

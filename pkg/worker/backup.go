@@ -345,7 +345,7 @@ func (r *backupRun) reconcile(ctx context.Context, b *v1alpha.Backup) {
 			defer close(rs.done)
 			sb.run(ctx, rs.drain)
 		})
-		logger.Info("Stream started", "topic", topic, "compression", settings.codec, "rolloverBytes", settings.rollBytes, "rolloverAfter", settings.rollAge)
+		logger.Info("Stream started", "topic", topic, "compression", settings.codec, "level", settings.level, "rolloverBytes", settings.rollBytes, "rolloverAfter", settings.rollAge)
 	}
 	for _, s := range b.Spec.Streams {
 		if _, ok := wanted[s.Topic]; !ok {
@@ -372,6 +372,13 @@ func segmentSettingsOf(s v1alpha.BackupStream) (segmentSettings, error) {
 			return st, fmt.Errorf("compression.algorithm: %w", err)
 		}
 		st.codec = codec
+	}
+	if c := s.Compression; c != nil {
+		level, err := segment.ParseLevel(st.codec, string(c.Level))
+		if err != nil {
+			return st, fmt.Errorf("compression.level: %w", err)
+		}
+		st.level = level
 	}
 	if t := s.SegmentRolloverTriggers; t != nil {
 		if t.Size != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/kannika/armory/apis/kannika/v1alpha"
 	"github.com/kannika/armory/pkg/layout"
 	"github.com/kannika/armory/pkg/segment"
 	"github.com/kannika/armory/pkg/storage"
@@ -389,4 +390,39 @@ func sameRecord(a, b segment.Record) bool {
 		}
 	}
 	return true
+}
+
+// TestSegmentSettingsOf reads a stream's compression and rollover as the
+// worker applies them, and the message a stream fails with when the API
+// server's rules were bypassed (an older CRD).
+func TestSegmentSettingsOf(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		c       *v1alpha.Compression
+		want    segmentSettings
+		wantErr string
+	}{
+		{"defaults", nil, segmentSettings{codec: segment.CodecZstd, level: segment.LevelDefault}, ""},
+		{"zstd fastest", &v1alpha.Compression{Algorithm: "zstd", Level: "fastest"}, segmentSettings{codec: segment.CodecZstd, level: segment.LevelFastest}, ""},
+		{"level alone", &v1alpha.Compression{Level: "better"}, segmentSettings{codec: segment.CodecZstd, level: segment.LevelBetter}, ""},
+		{"gzip default", &v1alpha.Compression{Algorithm: "gzip", Level: "default"}, segmentSettings{codec: segment.CodecGzip, level: segment.LevelDefault}, ""},
+		{"none fastest", &v1alpha.Compression{Algorithm: "none", Level: "fastest"}, segmentSettings{},
+			`compression.level: none has no level "fastest": leave level out, or use zstd, gzip or lz4`},
+		{"unknown level", &v1alpha.Compression{Algorithm: "lz4", Level: "max"}, segmentSettings{},
+			`compression.level: unknown level "max": use fastest, default or better`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := segmentSettingsOf(v1alpha.BackupStream{Topic: "t", Compression: tc.c})
+			if tc.wantErr != "" {
+				if err == nil || err.Error() != tc.wantErr {
+					t.Fatalf("error = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			tc.want.rollBytes, tc.want.rollAge = DefaultRolloverSize, DefaultRolloverTimeout
+			if err != nil || got != tc.want {
+				t.Fatalf("segmentSettingsOf = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
 }

@@ -21,6 +21,7 @@ import (
 // segmentSettings say how a stream's segments are written.
 type segmentSettings struct {
 	codec     segment.Codec
+	level     segment.Level
 	rollBytes int64         // close a segment at this many uncompressed record bytes
 	rollAge   time.Duration // ... or this long after its first record
 }
@@ -288,6 +289,9 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 	}()
 	w, err := segment.NewWriter(buf, p.settings.codec, p.partition, start, p.budget.blockSize())
 	if err != nil {
+		return seg, err
+	}
+	if err := w.SetLevel(p.settings.level); err != nil {
 		return seg, err
 	}
 	clk := p.clock

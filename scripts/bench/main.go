@@ -96,7 +96,7 @@ func main() {
 	flag.StringVar(&o.out, "out", filepath.Join(testenv.RepoRoot(), "docs", "BENCHMARKS.md"), "where to write the report")
 	flag.StringVar(&o.segmentBench, "segment-bench", "", "output of the pkg/segment benchmarks, included in the report")
 	flag.StringVar(&o.budget, "memory-budget", "", "the backup workers' --memory-budget (default: theirs)")
-	flag.StringVar(&o.codecs, "codecs", "zstd,lz4,none", "the codecs the backup scenario measures (zstd to the disk volume always runs: the restore reads it)")
+	flag.StringVar(&o.codecs, "codecs", "zstd,zstd-fastest,lz4,none", "the codecs the backup scenario measures, algorithm[-level] (zstd to the disk volume always runs: the restore reads it)")
 	noKcat := flag.Bool("no-kcat", false, "leave out the kcat baselines (when kcat is not installed)")
 	flag.Parse()
 	o.kcat = !*noKcat
@@ -562,6 +562,12 @@ func procStatus(pid int, field string) float64 {
 func (b *bench) runWorker(name, compression string, topics []string, parts int, storageSpec, storagePath string, bkt storage.Bucket, records int64) (result, error) {
 	fmt.Printf("armory worker --backup to %s...\n", name)
 	ns := "bench-" + name
+	// compression is an algorithm, or algorithm-level.
+	algorithm, level, _ := strings.Cut(compression, "-")
+	compressionSpec, label := "{algorithm: "+algorithm+"}", algorithm
+	if level != "" {
+		compressionSpec, label = "{algorithm: "+algorithm+", level: "+level+"}", algorithm+", level "+level
+	}
 	var streams strings.Builder
 	for _, t := range topics {
 		fmt.Fprintf(&streams, "  - topic: %s\n", t)
@@ -582,10 +588,10 @@ metadata: {name: bench}
 spec:
   source: kafka
   sink: storage
-  compression: {algorithm: %s}
+  compression: %s
   segmentRolloverTriggers: {timeoutSeconds: 1}
   streams:
-%s`, strings.Join(b.brokers, ","), storageSpec, compression, streams.String())
+%s`, strings.Join(b.brokers, ","), storageSpec, compressionSpec, streams.String())
 	if err := applyIn(b.ctx, b.env, ns, manifest); err != nil {
 		return result{}, err
 	}
@@ -637,7 +643,7 @@ spec:
 	if where == "tmpfs" {
 		where = "volume on tmpfs"
 	}
-	r := result{name: fmt.Sprintf("armory worker --backup → %s (%s)", where, compression), seconds: elapsed,
+	r := result{name: fmt.Sprintf("armory worker --backup → %s (%s)", where, label), seconds: elapsed,
 		bytes: records * (valueSize + 16), peakRSSMiB: peak, cpuSeconds: cpuSeconds, profile: b.cpuProfile("backup-" + name),
 		flowMBps: flowRate(log)}
 	var compressed int64

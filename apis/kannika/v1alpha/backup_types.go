@@ -110,12 +110,30 @@ const (
 	CompressionLZ4    CompressionAlgorithm = "lz4"
 )
 
+// CompressionLevel trades compression speed against segment size.
+// +kubebuilder:validation:Enum=fastest;default;better
+type CompressionLevel string
+
+// Compression levels.
+const (
+	CompressionFastest CompressionLevel = "fastest"
+	CompressionDefault CompressionLevel = "default"
+	CompressionBetter  CompressionLevel = "better"
+)
+
 // Compression selects how segments are compressed.
+// +kubebuilder:validation:XValidation:rule="!has(self.level) || self.level == 'default' || !has(self.algorithm) || !(self.algorithm in ['none', 'snappy'])",message="none and snappy have no levels: leave level out, or use zstd, gzip or lz4",fieldPath=".level"
 type Compression struct {
 	// algorithm is one of none, zstd (default), gzip, snappy, lz4.
 	// +optional
 	// +kubebuilder:default=zstd
 	Algorithm CompressionAlgorithm `json:"algorithm,omitempty"`
+	// level is how hard zstd, gzip or lz4 compresses: fastest, default
+	// (when unset) or better. A CPU-bound backup runs faster at fastest
+	// for larger segments; better writes smaller segments, slower. It is
+	// not stored: segments written at any level restore the same.
+	// +optional
+	Level CompressionLevel `json:"level,omitempty"`
 }
 
 // SegmentRolloverTriggers say when a segment is closed and uploaded.

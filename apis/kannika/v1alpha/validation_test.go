@@ -85,6 +85,15 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
   source: my-kafka
   sink: my-storage
   streams: [{topic: a, compression: {algorithm: rar}}]`), []string{`spec.streams[0].compression.algorithm: Unsupported value: "rar"`}},
+		{"compression level max", backup("", `
+  source: my-kafka
+  sink: my-storage
+  compression: {algorithm: zstd, level: max}
+  streams: [{topic: a}]`), []string{`spec.compression.level: Unsupported value: "max"`, `"fastest", "default", "better"`}},
+		{"snappy at level better", backup("", `
+  source: my-kafka
+  sink: my-storage
+  streams: [{topic: a, compression: {algorithm: snappy, level: better}}]`), []string{"spec.streams[0].compression.level", "none and snappy have no levels: leave level out, or use zstd, gzip or lz4"}},
 		{"negative timeoutSeconds", backup("", `
   source: my-kafka
   sink: my-storage
@@ -325,6 +334,25 @@ spec:
 	}
 	if b.Spec.Compression == nil || b.Spec.Compression.Algorithm != v1alpha.CompressionZstd {
 		t.Errorf("spec.compression = %+v, want algorithm zstd", b.Spec.Compression)
+	}
+	// A level alone takes the default algorithm; none and snappy take the
+	// default level when it is written out.
+	if _, err := create(t, ns, `
+apiVersion: kannika.io/v1alpha
+kind: Backup
+metadata: {name: levels}
+spec:
+  source: my-kafka
+  sink: my-storage
+  compression: {level: fastest}
+  streams: [{topic: a, compression: {algorithm: none, level: default}}, {topic: b, compression: {algorithm: gzip, level: better}}]`); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = env.Armory.KannikaV1alpha().Backups(ns).Get(ctx, "levels", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if c := b.Spec.Compression; c == nil || c.Algorithm != v1alpha.CompressionZstd || c.Level != v1alpha.CompressionFastest {
+		t.Errorf("spec.compression = %+v, want zstd at level fastest", c)
 	}
 
 	if _, err := create(t, ns, strings.Replace(restore(`

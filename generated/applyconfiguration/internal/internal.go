@@ -195,6 +195,9 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: algorithm
       type:
         scalar: string
+    - name: level
+      type:
+        scalar: string
 - name: com.github.kannika.armory.apis.kannika.v1alpha.Credentials
   map:
     fields:

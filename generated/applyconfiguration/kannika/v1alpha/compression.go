@@ -29,6 +29,11 @@ import (
 type CompressionApplyConfiguration struct {
 	// algorithm is one of none, zstd (default), gzip, snappy, lz4.
 	Algorithm *kannikav1alpha.CompressionAlgorithm `json:"algorithm,omitempty"`
+	// level is how hard zstd, gzip or lz4 compresses: fastest, default
+	// (when unset) or better. A CPU-bound backup runs faster at fastest
+	// for larger segments; better writes smaller segments, slower. It is
+	// not stored: segments written at any level restore the same.
+	Level *kannikav1alpha.CompressionLevel `json:"level,omitempty"`
 }
 
 // CompressionApplyConfiguration constructs a declarative configuration of the Compression type for use with
@@ -42,5 +47,13 @@ func Compression() *CompressionApplyConfiguration {
 // If called multiple times, the Algorithm field is set to the value of the last call.
 func (b *CompressionApplyConfiguration) WithAlgorithm(value kannikav1alpha.CompressionAlgorithm) *CompressionApplyConfiguration {
 	b.Algorithm = &value
+	return b
+}
+
+// WithLevel sets the Level field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Level field is set to the value of the last call.
+func (b *CompressionApplyConfiguration) WithLevel(value kannikav1alpha.CompressionLevel) *CompressionApplyConfiguration {
+	b.Level = &value
 	return b
 }
