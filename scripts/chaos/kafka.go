@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -35,25 +34,26 @@ type kafkaFault struct {
 	inject func(f *kafkaFaults, topic string, partition int32) error
 }
 
-// The faults a backup meets: its fetches answered with errors, held,
-// or their connections dropped, and a partition's leader moving.
+// The faults a backup meets: its fetches answered with errors, held (the
+// cluster stalled), or their connections dropped, and a partition's leader
+// moving.
 var backupKafkaFaults = []kafkaFault{
 	errorFault("NOT_LEADER_OR_FOLLOWER on fetch", kmsg.Fetch, kerr.NotLeaderForPartition),
 	errorFault("REQUEST_TIMED_OUT on fetch", kmsg.Fetch, kerr.RequestTimedOut),
 	droppedConnection("fetch connection dropped", kmsg.Fetch),
-	slowBroker("slow broker (a fetch held 2 s)", kmsg.Fetch, 2*time.Second),
+	stalledCluster("stalled cluster (a fetch held 2 s)", kmsg.Fetch, 2*time.Second),
 	{name: "partition leader moved", inject: moveLeader},
 }
 
 // The faults a restore meets: its produce requests refused, timed out after
 // the broker wrote them (the producer's retry must not write them twice),
-// their connections dropped, a slow transaction commit, a leader and the
+// their connections dropped, a commit held (the cluster stalled), a leader and the
 // transaction coordinator moving.
 var restoreKafkaFaults = []kafkaFault{
 	errorFault("NOT_LEADER_OR_FOLLOWER on produce", kmsg.Produce, kerr.NotLeaderForPartition),
 	errorFault("REQUEST_TIMED_OUT on produce, after the write", kmsg.Produce, kerr.RequestTimedOut),
 	droppedConnection("produce connection dropped", kmsg.Produce),
-	slowBroker("slow broker (a commit held 2 s)", kmsg.EndTxn, 2*time.Second),
+	stalledCluster("stalled cluster (a commit held 2 s)", kmsg.EndTxn, 2*time.Second),
 	{name: "partition leader moved", inject: moveLeader},
 	{name: "transaction coordinator moved", inject: func(f *kafkaFaults, _ string, _ int32) error {
 		f.cluster.RehashCoordinators()
@@ -123,20 +123,20 @@ func droppedConnection(name string, key kmsg.Key) kafkaFault {
 	}}
 }
 
-// slowBroker holds the next request of key for d, then answers it.
-func slowBroker(name string, key kmsg.Key, d time.Duration) kafkaFault {
+// stalledCluster holds the next request of key for d, then answers it.
+// The control sleeps in place, so the cluster answers nothing else
+// meanwhile: kfake's SleepControl, which would hold that one request
+// alone, races with itself when a request sleeps a second time or after
+// waiting behind a sleeping one (bsleep.enqueue rewrites the sleeping head
+// that its wait goroutine reads unlocked), and the race detector stops the
+// run.
+func stalledCluster(name string, key kmsg.Key, d time.Duration) kafkaFault {
 	return kafkaFault{name: name, inject: func(f *kafkaFaults, _ string, _ int32) error {
-		// While it sleeps, the control is still there for other requests:
-		// only the first is held.
-		var held atomic.Bool
 		f.arm(name)
 		f.cluster.ControlKey(int16(key), func(kmsg.Request) (kmsg.Response, error, bool) {
 			f.cluster.DropControl()
-			if held.Swap(true) {
-				return nil, nil, false
-			}
+			time.Sleep(d)
 			f.count(name)
-			f.cluster.SleepControl(func() { time.Sleep(d) })
 			return nil, nil, false // then handled as usual
 		})
 		return nil

@@ -990,7 +990,7 @@ const promises = `
   killed worker's open transaction is aborted (a ` + "`read_committed`" + ` consumer never sees it) and the next worker
   resumes from the last commit: no record is missing or written twice in the target.
 - **Kafka misbehaving** (errors on fetch or produce, a produce that timed out after the broker wrote it, dropped
-  connections, a slow broker, leaders and the transaction coordinator moving): the backup re-reads from the end storage
+  connections, a stalled cluster, leaders and the transaction coordinator moving): the backup re-reads from the end storage
   shows; the restore's idempotent, transactional producer retries, and an attempt that fails is aborted and started
   again from the last commit. The stream's or the Restore's status says ` + "`Retrying`" + ` while it lasts.
 - **Storage failing calls** (5xx, 429, resets, stalls, an answer lost after the object was created): each call is

@@ -282,8 +282,12 @@ func (c *chaos) apiOutage() row {
 	stopAll := func() error { return errors.Join(backup.stop(), controller.stop()) }
 	defer stopAll()
 
-	// The restore runs through the outage: each commit is held 100 ms by
-	// the target cluster, so that it lasts.
+	// The restore runs through the outage: each commit holds the target
+	// cluster 100 ms, so that it lasts. The control sleeps in place (the
+	// cluster answers nothing else meanwhile) rather than through kfake's
+	// SleepControl, which races with itself when a request queued behind a
+	// sleeping one on its connection sleeps in turn (as a worker that
+	// stops mid-commit may queue its abort behind the held commit).
 	restoreStarted := make(chan *supervisor, 1)
 	restoreDone := make(chan error, 1)
 	var restore *supervisor
@@ -294,7 +298,7 @@ func (c *chaos) apiOutage() row {
 			during: func(t *kfake.Cluster, stop <-chan struct{}) error {
 				t.ControlKey(int16(kmsg.EndTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
 					t.KeepControl()
-					t.SleepControl(func() { time.Sleep(100 * time.Millisecond) })
+					time.Sleep(100 * time.Millisecond)
 					return nil, nil, false
 				})
 				<-stop
