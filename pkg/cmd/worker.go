@@ -118,7 +118,7 @@ resume from what was committed.`,
 		"Restores: how many partitions are read at once; each holds up to about 2 MiB.")
 	o.memoryBudget.Quantity = *resource.NewQuantity(worker.DefaultMemoryBudget, resource.BinarySI)
 	f.Var(&o.memoryBudget, "memory-budget",
-		"Backups: the memory the worker's buffers may use (open segments, uploads, Kafka fetches), whatever the number of partitions; segments close early when it is full. Peak RSS is about this plus 96 MiB (docs/worker.md#memory).")
+		"Backups: the memory the worker's buffers may use (open segments, uploads, Kafka fetches), whatever the number of partitions; segments close early when it is full. The worker grows to about this; its peak RSS stays under this plus 64 MiB (docs/worker.md#memory).")
 	f.StringVar(&o.metricsAddress, "metrics-bind-address", ":8080",
 		"Address of the Prometheus /metrics endpoint; \"0\" turns it off.")
 	f.StringVar(&o.healthProbeAddress, "health-probe-bind-address", ":8081",
@@ -226,12 +226,20 @@ func (o *workerOptions) runBackup(ctx context.Context) error {
 		return err
 	}
 	budget := o.memoryBudget.Value()
-	// Go's soft memory limit is the budget: the garbage collector works
-	// harder near it instead of letting the heap grow to twice what is
-	// live. The buffers the budget bounds take 5/8 of it at most; the rest
-	// is garbage waiting to be collected. GOMEMLIMIT, if set, wins.
+	// The heap is the budget: Go's soft memory limit is set to it and the
+	// proportional trigger (GOGC) is off, so the collector runs when the
+	// heap reaches the budget, not at twice what happens to be live at its
+	// last cycle. The buffers the budget bounds take 5/8 of it at most; the
+	// rest is garbage waiting to be collected. So the worker's memory
+	// follows the budget alone: not the topic's size, nor how long it has
+	// run (with GOGC's trigger a longer run met higher peaks), and the
+	// collector runs less often than at GOGC=100. GOMEMLIMIT or GOGC, if
+	// set, win.
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(budget)
+		if os.Getenv("GOGC") == "" {
+			debug.SetGCPercent(-1)
+		}
 	}
 	klog.FromContext(ctx).Info("Starting Backup worker", "backup", klog.KRef(e.namespace, o.backup), "identity", e.identity,
 		"memoryBudget", o.memoryBudget.String())

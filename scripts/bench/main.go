@@ -982,7 +982,11 @@ func renderReport(o options, rep *report, segmentBench string) string {
 		for i, r := range []result{small, big} {
 			fmt.Fprintf(&b, "| %d MiB | %d | %.1f | %.0f | %.0f |\n", o.mib*[]int{1, o.rssFactor}[i], r.records, r.seconds, float64(r.bytes)/r.seconds/1e6, r.peakRSSMiB)
 		}
-		fmt.Fprintf(&b, "\nPeak RSS ratio, %d× the data: **%.2f**.\n", o.rssFactor, big.peakRSSMiB/small.peakRSSMiB)
+		fmt.Fprintf(&b, "\nPeak RSS ratio, %d× the data: **%.2f**.", o.rssFactor, big.peakRSSMiB/small.peakRSSMiB)
+		if o.budget == "" {
+			b.WriteString(" " + againstFormula(max(small.peakRSSMiB, big.peakRSSMiB)))
+		}
+		b.WriteString("\n")
 	}
 	if len(rep.wide) > 0 {
 		r := rep.wide[0]
@@ -995,6 +999,7 @@ func renderReport(o options, rep *report, segmentBench string) string {
 		b.WriteString("\n\n| backup | records | seconds | MB/s | CPU s | peak RSS MiB | stored MiB | segments |\n|---|---|---|---|---|---|---|---|\n")
 		fmt.Fprintf(&b, "| %s | %d | %.1f | %.0f | %s | %.0f | %.0f | %d |\n", r.name, r.records, r.seconds, float64(r.bytes)/r.seconds/1e6,
 			cpuCell(r), r.peakRSSMiB, r.compressedMiB, r.segments)
+		b.WriteString("\n" + againstFormula(r.peakRSSMiB) + "\n")
 	}
 	if c := rep.ctrl; c != nil {
 		fmt.Fprintf(&b, "\n## The controller with %d Backups\n\n%d Backups across %d namespaces (each namespace with its EventHub and Storage), "+
@@ -1086,4 +1091,20 @@ func flowRate(log []byte) float64 {
 		return 0
 	}
 	return float64(bytes) / span / 1e6
+}
+
+// rssOverBudgetMiB is docs/worker.md's constant: a backup worker's peak RSS
+// stays under its --memory-budget plus this.
+const rssOverBudgetMiB = 64
+
+// againstFormula compares a peak RSS at the default budget with
+// docs/worker.md's formula.
+func againstFormula(peakMiB float64) string {
+	want := float64(worker.DefaultMemoryBudget>>20) + rssOverBudgetMiB
+	verdict := "within it"
+	if peakMiB > want {
+		verdict = fmt.Sprintf("over it by %.0f MiB", peakMiB-want)
+	}
+	return fmt.Sprintf("docs/worker.md's bound at the default budget, %d MiB + %d MiB, is %.0f MiB: the peak (%.0f MiB) is %s.",
+		worker.DefaultMemoryBudget>>20, rssOverBudgetMiB, want, peakMiB, verdict)
 }
