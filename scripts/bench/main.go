@@ -999,7 +999,9 @@ func renderReport(o options, rep *report, segmentBench string) string {
 		b.WriteString("\n\n| backup | records | seconds | MB/s | CPU s | peak RSS MiB | stored MiB | segments |\n|---|---|---|---|---|---|---|---|\n")
 		fmt.Fprintf(&b, "| %s | %d | %.1f | %.0f | %s | %.0f | %.0f | %d |\n", r.name, r.records, r.seconds, float64(r.bytes)/r.seconds/1e6,
 			cpuCell(r), r.peakRSSMiB, r.compressedMiB, r.segments)
-		b.WriteString("\n" + againstFormula(r.peakRSSMiB) + "\n")
+		if o.budget == "" {
+			b.WriteString("\n" + againstFormula(r.peakRSSMiB) + "\n")
+		}
 	}
 	if c := rep.ctrl; c != nil {
 		fmt.Fprintf(&b, "\n## The controller with %d Backups\n\n%d Backups across %d namespaces (each namespace with its EventHub and Storage), "+
@@ -1098,7 +1100,7 @@ func flowRate(log []byte) float64 {
 const rssOverBudgetMiB = 64
 
 // againstFormula compares a peak RSS at the default budget with
-// docs/worker.md's formula.
+// docs/worker.md's bound.
 func againstFormula(peakMiB float64) string {
 	want := float64(worker.DefaultMemoryBudget>>20) + rssOverBudgetMiB
 	verdict := "within it"
