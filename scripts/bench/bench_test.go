@@ -43,6 +43,14 @@ func TestBenchRunsAtATinySize(t *testing.T) {
 			t.Errorf("the report has no %q:\n%s", want, report)
 		}
 	}
+	// The two backups at the default budget, each beside docs/worker.md's
+	// bound, and within it.
+	if n := strings.Count(report, "docs/worker.md's bound at the default budget"); n != 2 {
+		t.Errorf("the report compares %d peaks with docs/worker.md's bound, want 2:\n%s", n, report)
+	}
+	if strings.Contains(report, "is over it by") {
+		t.Errorf("a peak RSS is over docs/worker.md's bound:\n%s", report)
+	}
 	if o.kcat && !strings.Contains(report, "kcat -C > /dev/null (baseline)") {
 		t.Errorf("kcat is installed but the report has no kcat baseline:\n%s", report)
 	}

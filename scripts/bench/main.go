@@ -984,7 +984,7 @@ func renderReport(o options, rep *report, segmentBench string) string {
 		}
 		fmt.Fprintf(&b, "\nPeak RSS ratio, %d× the data: **%.2f**.", o.rssFactor, big.peakRSSMiB/small.peakRSSMiB)
 		if o.budget == "" {
-			b.WriteString(" " + againstFormula(max(small.peakRSSMiB, big.peakRSSMiB)))
+			b.WriteString(" " + againstBound(max(small.peakRSSMiB, big.peakRSSMiB)))
 		}
 		b.WriteString("\n")
 	}
@@ -1000,7 +1000,7 @@ func renderReport(o options, rep *report, segmentBench string) string {
 		fmt.Fprintf(&b, "| %s | %d | %.1f | %.0f | %s | %.0f | %.0f | %d |\n", r.name, r.records, r.seconds, float64(r.bytes)/r.seconds/1e6,
 			cpuCell(r), r.peakRSSMiB, r.compressedMiB, r.segments)
 		if o.budget == "" {
-			b.WriteString("\n" + againstFormula(r.peakRSSMiB) + "\n")
+			b.WriteString("\n" + againstBound(r.peakRSSMiB) + "\n")
 		}
 	}
 	if c := rep.ctrl; c != nil {
@@ -1099,9 +1099,9 @@ func flowRate(log []byte) float64 {
 // stays under its --memory-budget plus this.
 const rssOverBudgetMiB = 64
 
-// againstFormula compares a peak RSS at the default budget with
-// docs/worker.md's bound.
-func againstFormula(peakMiB float64) string {
+// againstBound compares a peak RSS at the default budget with
+// docs/worker.md's bound, budget + rssOverBudgetMiB.
+func againstBound(peakMiB float64) string {
 	want := float64(worker.DefaultMemoryBudget>>20) + rssOverBudgetMiB
 	verdict := "within it"
 	if peakMiB > want {

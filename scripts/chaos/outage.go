@@ -283,11 +283,9 @@ func (c *chaos) apiOutage() row {
 	defer stopAll()
 
 	// The restore runs through the outage: each commit holds the target
-	// cluster 100 ms, so that it lasts. The control sleeps in place (the
-	// cluster answers nothing else meanwhile) rather than through kfake's
-	// SleepControl, which races with itself when a request queued behind a
-	// sleeping one on its connection sleeps in turn (as a worker that
-	// stops mid-commit may queue its abort behind the held commit).
+	// cluster 100 ms, so that it lasts. The control sleeps in place, as
+	// stalledCluster's does and for its reason (kfake's SleepControl races
+	// with itself).
 	restoreStarted := make(chan *supervisor, 1)
 	restoreDone := make(chan error, 1)
 	var restore *supervisor
