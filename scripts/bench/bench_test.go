@@ -44,11 +44,13 @@ func TestBenchRunsAtATinySize(t *testing.T) {
 		}
 	}
 	// The two backups at the default budget, each beside docs/worker.md's
-	// bound, and within it.
+	// bound, and within it unless the worker is built with the race
+	// detector (ARMORY_TEST_RACE=1, as make test does), whose shadow
+	// memory the bound does not count.
 	if n := strings.Count(report, "docs/worker.md's bound at the default budget"); n != 2 {
 		t.Errorf("the report compares %d peaks with docs/worker.md's bound, want 2:\n%s", n, report)
 	}
-	if strings.Contains(report, "is over it by") {
+	if os.Getenv("ARMORY_TEST_RACE") != "1" && strings.Contains(report, "is over it by") {
 		t.Errorf("a peak RSS is over docs/worker.md's bound:\n%s", report)
 	}
 	if o.kcat && !strings.Contains(report, "kcat -C > /dev/null (baseline)") {
