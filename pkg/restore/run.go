@@ -316,7 +316,7 @@ func (rr *restoreRun) attempt(ctx context.Context, stop <-chan struct{}) error {
 		}
 		claimed[k.topic][k.partition] = true
 	}
-	targets, err := describeTargets(rr.client, rr.plan)
+	targets, err := describeTargets(rr.client, rr.admin, rr.plan)
 	if err != nil {
 		return classifyKafka(err)
 	}
@@ -470,9 +470,10 @@ func (rr *restoreRun) write(ctx context.Context, stop <-chan struct{}, producer 
 				if !ok {
 					c = progress[k]
 				}
-				for _, rec := range b.records {
+				msgs := rr.messages(tp.Target, pp.Partition, b.records)
+				for i := range msgs {
 					select {
-					case producer.Input() <- rr.message(tp.Target, pp.Partition, rec):
+					case producer.Input() <- &msgs[i].msg:
 					case <-ctx.Done():
 						// The Lease is lost: abandon the transaction
 						// without a word to Kafka (no abort: sarama may
@@ -508,6 +509,7 @@ func (rr *restoreRun) write(ctx context.Context, stop <-chan struct{}, producer 
 			}
 		}
 		deadline.Stop()
+		commitStart := time.Now()
 		if err := rr.commit(producer, t); err != nil {
 			rr.metrics.txnAborted.Inc()
 			if perr := produceErr(); perr != nil {
@@ -531,7 +533,7 @@ func (rr *restoreRun) write(ctx context.Context, stop <-chan struct{}, producer 
 		}
 		restored, total := rr.status.totals()
 		logger.Info("Committed transaction", "records", t.records, "bytes", t.bytes, "partitions", len(t.next),
-			"took", took, "restored", restored, "selected", total)
+			"took", took, "commit", time.Since(commitStart), "restored", restored, "selected", total)
 		if readErr != nil {
 			return readErr
 		}
@@ -560,30 +562,52 @@ func (rr *restoreRun) commit(producer sarama.AsyncProducer, t txn) error {
 	return nil
 }
 
-// message is the record to produce for a backed-up record: same partition,
-// key, value, headers (in order, null values kept) and timestamp.
-func (rr *restoreRun) message(topic string, partition int32, rec *segment.Record) *sarama.ProducerMessage {
-	m := &sarama.ProducerMessage{Topic: topic, Partition: partition, Timestamp: rec.Timestamp}
-	if rec.Key != nil {
-		m.Key = sarama.ByteEncoder(rec.Key)
+// messages are the records to produce for a batch of backed-up records:
+// same partition, key, value, headers (in order, null values kept) and
+// timestamp. They are allocated together, one slab per batch, as they live
+// and die together (until their transaction commits): per-record
+// allocations are most of a restore's garbage.
+func (rr *restoreRun) messages(topic string, partition int32, recs []*segment.Record) []produced {
+	legacy := rr.restore.Spec.Config.LegacyOffsetHeader
+	headers := 0
+	for _, rec := range recs {
+		headers += len(rec.Headers)
+		if legacy != "" {
+			headers++
+		}
 	}
-	if rec.Value != nil {
-		m.Value = sarama.ByteEncoder(rec.Value)
-	}
-	n := len(rec.Headers)
-	if rr.restore.Spec.Config.LegacyOffsetHeader != "" {
-		n++
-	}
-	if n > 0 {
-		m.Headers = make([]sarama.RecordHeader, 0, n)
+	out := make([]produced, len(recs))
+	hs := make([]sarama.RecordHeader, 0, headers)
+	for i, rec := range recs {
+		p := &out[i]
+		p.msg = sarama.ProducerMessage{Topic: topic, Partition: partition, Timestamp: rec.Timestamp}
+		if rec.Key != nil {
+			p.key = rec.Key
+			p.msg.Key = &p.key
+		}
+		if rec.Value != nil {
+			p.value = rec.Value
+			p.msg.Value = &p.value
+		}
+		first := len(hs)
 		for _, h := range rec.Headers {
-			m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
+			hs = append(hs, sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
 		}
-		if name := rr.restore.Spec.Config.LegacyOffsetHeader; name != "" {
-			m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte(name), Value: strconv.AppendInt(nil, rec.Offset, 10)})
+		if legacy != "" {
+			hs = append(hs, sarama.RecordHeader{Key: []byte(legacy), Value: strconv.AppendInt(nil, rec.Offset, 10)})
+		}
+		if len(hs) > first {
+			p.msg.Headers = hs[first:len(hs):len(hs)]
 		}
 	}
-	return m
+	return out
+}
+
+// produced is a message with its key and value, so that the Encoders the
+// message holds point into the same allocation.
+type produced struct {
+	msg        sarama.ProducerMessage
+	key, value sarama.ByteEncoder
 }
 
 // classifyWrite turns a failed commit into a permanent error when retrying

@@ -73,25 +73,36 @@ func fetchProgress(admin sarama.ClusterAdmin, group string, plan *Plan) (map[par
 }
 
 // describeTargets reads what the target cluster holds of each target topic.
-func describeTargets(client sarama.Client, plan *Plan) (map[string]Target, error) {
+// It asks with one metadata request: the client's own refresh retries a
+// topic that does not exist yet (Metadata.Retry.Max times, 250 ms apart),
+// which is the usual case for a restore that creates its topics.
+func describeTargets(client sarama.Client, admin sarama.ClusterAdmin, plan *Plan) (map[string]Target, error) {
 	var names []string
 	for _, t := range plan.Topics {
 		names = append(names, t.Target)
 	}
-	if err := client.RefreshMetadata(names...); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+	described, err := admin.DescribeTopics(names)
+	if err != nil {
 		return nil, fmt.Errorf("read the target topics' metadata: %w", err)
+	}
+	partitions := map[string]int32{}
+	for _, d := range described {
+		switch {
+		case errors.Is(d.Err, sarama.ErrUnknownTopicOrPartition):
+		case d.Err != sarama.ErrNoError:
+			return nil, fmt.Errorf("read topic %q: %w", d.Name, d.Err)
+		default:
+			partitions[d.Name] = int32(len(d.Partitions))
+		}
 	}
 	out := map[string]Target{}
 	for _, t := range plan.Topics {
-		parts, err := client.Partitions(t.Target)
-		if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		n, ok := partitions[t.Target]
+		if !ok {
 			out[t.Target] = Target{}
 			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("read topic %q: %w", t.Target, err)
-		}
-		tg := Target{Exists: true, Partitions: int32(len(parts)), Held: map[int32]int64{}}
+		tg := Target{Exists: true, Partitions: n, Held: map[int32]int64{}}
 		for _, p := range t.Partitions {
 			if p.Partition >= tg.Partitions {
 				continue

@@ -720,7 +720,9 @@ func TestDisablingARestoreStopsAndResumes(t *testing.T) {
 	s := backedUp(t, []string{topic}, want, false)
 	rs := s.setupRestore(t, "paused", fmt.Sprintf("    createTopics: true\n    topics:\n      - {source: %s, target: %s.r}\n", topic, topic))
 	controller := startController(t, s.ns)
-	slow := []string{"--transaction-records", "300", "--transaction-interval", "50ms", "--parallel-partitions", "1"}
+	// Transactions of 10 records: 800 commits, seconds even on a fast
+	// machine, so the Restore is seen Restoring and disabled mid-way.
+	slow := []string{"--transaction-records", "10", "--parallel-partitions", "1"}
 	w := rs.startRestoreWorker(t, slow...)
 	testenv.WaitFor(t, time.Minute, "kubectl get restores to show Restoring", func() (bool, string) {
 		out, _, _ := env.Kubectl(t, "", "get", "restores", "-n", s.ns, rs.name, "-o", "wide")
