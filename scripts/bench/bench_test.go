@@ -34,7 +34,7 @@ func TestBenchRunsAtATinySize(t *testing.T) {
 	for _, want := range []string{
 		"## Backup of a 4 MiB topic", "→ volume (zstd)", "→ volume (zstd, level fastest)", "→ volume (lz4)", "→ volume (none)", "→ gcs (zstd)",
 		"### While records flow",
-		"## Restore of that backup", "armory worker --restore",
+		"## Restore of that backup", "armory worker --restore", "### Where the restore's CPU goes",
 		"## Memory does not grow with the topic", "Peak RSS ratio",
 		"## A wide backup: 4 topics × 3 partitions", "none missing or repeated",
 		"## The controller with 20 Backups",

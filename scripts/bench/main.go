@@ -59,9 +59,16 @@ type result struct {
 	compressedMiB  float64
 	segments       int
 	cpuSeconds     float64
-	checked        bool    // every stored record decoded and compared
-	profile        string  // its CPU profile
-	flowMBps       float64 // a backup's rate while records flow (flowRate); 0 if unknown
+	// kfakeCPUSeconds is what the bench's own process (kfake) used
+	// meanwhile: the restore's target cluster, on the same 2 cores.
+	kfakeCPUSeconds float64
+	// stealPct is the share of this VM's CPU time the hypervisor gave to
+	// others during the run (steal in /proc/stat): time the run waited
+	// for a core it was due.
+	stealPct float64
+	checked  bool    // every stored record decoded and compared
+	profile  string  // its CPU profile
+	flowMBps float64 // a backup's rate while records flow (flowRate); 0 if unknown
 }
 
 // options say what one bench run measures, and at what sizes.
@@ -329,10 +336,12 @@ func (b *bench) restores(vol string, records int64) ([]result, error) {
 		}
 		out = append(out, kp)
 	}
+	kfake := processCPU(os.Getpid())
 	rr, err := b.runRestore(target.ListenAddrs(), vol, records)
 	if err != nil {
 		return nil, err
 	}
+	rr.kfakeCPUSeconds = kfake()
 	return append(out, rr), nil
 }
 
@@ -487,7 +496,7 @@ func runKcat(brokers []string, topic string, records int64) (result, error) {
 	if err := cmd.Start(); err != nil {
 		return result{}, fmt.Errorf("kcat: %w (install it with apt-get install kcat)", err)
 	}
-	rss := peakRSS(cmd.Process.Pid)
+	rss, steal := peakRSS(cmd.Process.Pid), stealMeter()
 	// Sample until the process is a zombie: wait for it only after.
 	waitExited(cmd.Process.Pid)
 	elapsed := time.Since(start).Seconds()
@@ -495,7 +504,8 @@ func runKcat(brokers []string, topic string, records int64) (result, error) {
 	if err := cmd.Wait(); err != nil {
 		return result{}, fmt.Errorf("kcat: %w", err)
 	}
-	return result{name: "kcat -C > /dev/null (baseline)", seconds: elapsed, records: records, bytes: records * (valueSize + 16), peakRSSMiB: peak}, nil
+	return result{name: "kcat -C > /dev/null (baseline)", seconds: elapsed, records: records, bytes: records * (valueSize + 16), peakRSSMiB: peak,
+		stealPct: steal()}, nil
 }
 
 // peakRSS samples a running process's VmHWM (its peak resident set since
@@ -619,7 +629,7 @@ spec:
 	if err := worker.Start(); err != nil {
 		return result{}, err
 	}
-	rss := peakRSS(worker.Process.Pid)
+	rss, steal := peakRSS(worker.Process.Pid), stealMeter()
 	cpu := cpuTime(worker.Process.Pid)
 	deadline := time.Now().Add(15 * time.Minute)
 	for storedRecords(metricsAddr) < records {
@@ -630,7 +640,7 @@ spec:
 		time.Sleep(20 * time.Millisecond)
 	}
 	elapsed := time.Since(start).Seconds()
-	cpuSeconds := cpu()
+	cpuSeconds, stolen := cpu(), steal()
 	_ = worker.Process.Signal(syscall.SIGTERM)
 	waitExited(worker.Process.Pid)
 	peak := rss()
@@ -645,7 +655,7 @@ spec:
 	}
 	r := result{name: fmt.Sprintf("armory worker --backup → %s (%s)", where, label), seconds: elapsed,
 		bytes: records * (valueSize + 16), peakRSSMiB: peak, cpuSeconds: cpuSeconds, profile: b.cpuProfile("backup-" + name),
-		flowMBps: flowRate(log)}
+		flowMBps: flowRate(log), stealPct: stolen}
 	var compressed int64
 	for _, t := range topics {
 		for p := range int32(parts) {
@@ -677,11 +687,12 @@ func runDD(dir string, n int64) (result, error) {
 	defer os.Remove(f)
 	cmd := exec.Command("dd", "if=/dev/zero", "of="+f, "bs=64k", fmt.Sprintf("count=%d", n/(64<<10)), "conv=fsync", "status=none")
 	cmd.Stderr = os.Stderr
-	start := time.Now()
+	start, steal := time.Now(), stealMeter()
 	if err := cmd.Run(); err != nil {
 		return result{}, fmt.Errorf("dd: %w", err)
 	}
-	return result{name: "dd bs=64k conv=fsync to the volume's disk (the disk's speed)", seconds: time.Since(start).Seconds(), bytes: n / (64 << 10) * (64 << 10)}, nil
+	return result{name: "dd bs=64k conv=fsync to the volume's disk (the disk's speed)", seconds: time.Since(start).Seconds(), bytes: n / (64 << 10) * (64 << 10),
+		stealPct: steal()}, nil
 }
 
 // logFile is where a worker logs: kept beside the profiles with -profile,
@@ -762,6 +773,51 @@ func cpuTime(pid int) func() float64 {
 	}
 }
 
+// stealNote explains the steal column.
+const stealNote = "Steal % is the share of the VM's CPU time that the hypervisor gave to other guests during the run (`steal` in /proc/stat): " +
+	"the run waited that long for cores it was due, so runs side by side compare fairly only at similar steal."
+
+// stealMeter returns a function that says what share (percent) of the
+// machine's CPU time since stealMeter was called was stolen by the
+// hypervisor: on a shared VM the figures of a run with much steal are slower
+// than the code.
+func stealMeter() func() float64 {
+	read := func() (steal, total float64) {
+		data, err := os.ReadFile("/proc/stat")
+		if err != nil {
+			return 0, 0
+		}
+		line, _, _ := strings.Cut(string(data), "\n")
+		f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+		for i, v := range f[1:] {
+			n, _ := strconv.ParseFloat(v, 64)
+			if i < 8 {
+				total += n
+			}
+			if i == 7 {
+				steal = n
+			}
+		}
+		return steal, total
+	}
+	s0, t0 := read()
+	return func() float64 {
+		s1, t1 := read()
+		if t1 <= t0 {
+			return 0
+		}
+		return 100 * (s1 - s0) / (t1 - t0)
+	}
+}
+
+// processCPU returns a function that says how many CPU seconds process pid
+// used since processCPU was called.
+func processCPU(pid int) func() float64 {
+	read := cpuTime(pid)
+	start := read()
+	return func() float64 { return read() - start }
+}
+
 func tail(b []byte) string {
 	if len(b) > 4000 {
 		b = b[len(b)-4000:]
@@ -791,7 +847,7 @@ func runKcatProduce(source, target []string, dir string, records int64) (result,
 		}
 		files = append(files, f)
 	}
-	start := time.Now()
+	start, kfake, steal := time.Now(), processCPU(os.Getpid()), stealMeter()
 	var cmds []*exec.Cmd
 	var stops []func() float64
 	for p, f := range files {
@@ -809,16 +865,17 @@ func runKcatProduce(source, target []string, dir string, records int64) (result,
 		cmds = append(cmds, cmd)
 		stops = append(stops, peakRSS(cmd.Process.Pid))
 	}
-	var peak float64
+	var peak, cpu float64
 	for i, cmd := range cmds {
 		waitExited(cmd.Process.Pid)
 		peak += stops[i]()
 		if err := cmd.Wait(); err != nil {
 			return result{}, fmt.Errorf("kcat -P: %w", err)
 		}
+		cpu += (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	}
 	return result{name: fmt.Sprintf("%d × kcat -P from files, acks=all, idempotent (baseline)", partitions), seconds: time.Since(start).Seconds(),
-		records: records, bytes: records * (valueSize + 16), peakRSSMiB: peak}, nil
+		records: records, bytes: records * (valueSize + 16), peakRSSMiB: peak, cpuSeconds: cpu, kfakeCPUSeconds: kfake(), stealPct: steal()}, nil
 }
 
 // runRestore restores the volume backup with `armory worker --restore` into
@@ -863,19 +920,18 @@ spec:
 	if err := worker.Start(); err != nil {
 		return result{}, err
 	}
-	rss := peakRSS(worker.Process.Pid)
+	rss, steal := peakRSS(worker.Process.Pid), stealMeter()
 	cpu := cpuTime(worker.Process.Pid)
-	var cpuSeconds float64
 	waitExited(worker.Process.Pid)
 	elapsed := time.Since(start).Seconds()
-	cpuSeconds = cpu()
+	cpuSeconds, stolen := cpu(), steal()
 	peak := rss()
 	if err := worker.Wait(); err != nil {
 		log, _ := os.ReadFile(logFile.Name())
 		return result{}, fmt.Errorf("restore worker: %w\n%s", err, tail(log))
 	}
 	return result{name: "armory worker --restore ← volume (zstd), transactions, createTopics", seconds: elapsed, records: records,
-		bytes: records * (valueSize + 16), peakRSSMiB: peak, cpuSeconds: cpuSeconds, profile: b.cpuProfile("restore")}, nil
+		bytes: records * (valueSize + 16), peakRSSMiB: peak, cpuSeconds: cpuSeconds, profile: b.cpuProfile("restore"), stealPct: stolen}, nil
 }
 
 func renderReport(o options, rep *report, segmentBench string) string {
@@ -903,7 +959,7 @@ func renderReport(o options, rep *report, segmentBench string) string {
 		if strings.Contains(rep.backups[0].name, "baseline") {
 			base = rep.backups[0]
 		}
-		b.WriteString("| reader | seconds | MB/s | records/s | vs kcat | CPU s | peak RSS MiB | stored MiB | segments |\n|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| reader | seconds | MB/s | records/s | vs kcat | CPU s | steal % | peak RSS MiB | stored MiB | segments |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range rep.backups {
 			stored, segments := "", ""
 			if r.segments > 0 {
@@ -916,9 +972,10 @@ func renderReport(o options, rep *report, segmentBench string) string {
 			if r.peakRSSMiB > 0 {
 				rss = fmt.Sprintf("%.0f", r.peakRSSMiB)
 			}
-			fmt.Fprintf(&b, "| %s | %.1f | %.0f | %s | %s | %s | %s | %s | %s |\n", r.name, r.seconds,
-				float64(r.bytes)/r.seconds/1e6, perSecond, ratio(r, base), cpuCell(r), rss, stored, segments)
+			fmt.Fprintf(&b, "| %s | %.1f | %.0f | %s | %s | %s | %.0f | %s | %s | %s |\n", r.name, r.seconds,
+				float64(r.bytes)/r.seconds/1e6, perSecond, ratio(r, base), cpuCell(r), r.stealPct, rss, stored, segments)
 		}
+		b.WriteString("\n" + stealNote + "\n")
 	}
 	if len(rep.backups) > 0 {
 		b.WriteString("\n### While records flow\n\nEvery worker run above pays some costs once: its start (process, API reads, Lease, " +
@@ -951,7 +1008,7 @@ func renderReport(o options, rep *report, segmentBench string) string {
 			if !strings.Contains(r.name, "(zstd)") && !strings.Contains(r.name, "tmpfs (none)") || strings.Contains(r.name, "gcs") {
 				continue
 			}
-			table, err := profileSummary(r.profile)
+			table, err := profileSummary(r.profile, backupCPUParts)
 			if err != nil {
 				table = err.Error() + "\n"
 			}
@@ -968,10 +1025,22 @@ func renderReport(o options, rep *report, segmentBench string) string {
 		if strings.Contains(rep.restores[0].name, "baseline") {
 			base = rep.restores[0]
 		}
-		b.WriteString("| writer | seconds | MB/s | records/s | vs kcat -P | CPU s | peak RSS MiB |\n|---|---|---|---|---|---|---|\n")
+		b.WriteString("| writer | seconds | MB/s | records/s | vs kcat -P | CPU s | kfake CPU s | steal % | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range rep.restores {
-			fmt.Fprintf(&b, "| %s | %.1f | %.0f | %.0f | %s | %s | %.0f |\n", r.name, r.seconds, float64(r.bytes)/r.seconds/1e6,
-				float64(r.records)/r.seconds, ratio(r, base), cpuCell(r), r.peakRSSMiB)
+			fmt.Fprintf(&b, "| %s | %.1f | %.0f | %.0f | %s | %s | %.1f | %.0f | %.0f |\n", r.name, r.seconds, float64(r.bytes)/r.seconds/1e6,
+				float64(r.records)/r.seconds, ratio(r, base), cpuCell(r), r.kfakeCPUSeconds, r.stealPct, r.peakRSSMiB)
+		}
+		b.WriteString("\nCPU s is the writer's own (all its processes for kcat); kfake CPU s is the bench's process meanwhile, where the " +
+			"target cluster runs: both share the 2 cores. " + stealNote + "\n")
+		for _, r := range rep.restores {
+			if r.profile == "" {
+				continue
+			}
+			table, err := profileSummary(r.profile, restoreCPUParts)
+			if err != nil {
+				table = err.Error() + "\n"
+			}
+			fmt.Fprintf(&b, "\n### Where the restore's CPU goes\n\n`go tool pprof -top -cum` of the worker's `--cpu-profile`, by part, as for the backups, %.1f s:\n\n%s", r.seconds, table)
 		}
 	}
 	if len(rep.rss) == 2 {

@@ -7,12 +7,15 @@ import (
 	"strings"
 )
 
-// cpuParts name where a backup worker's CPU goes, by the function whose
-// cumulative time stands for each part in a pprof profile.
-var cpuParts = []struct {
+// cpuPart names where some of a worker's CPU goes, by the functions whose
+// cumulative times in a pprof profile add up to it.
+type cpuPart struct {
 	part      string
-	functions []string // their cumulative times add up
-}{
+	functions []string
+}
+
+// backupCPUParts and restoreCPUParts split a backup's and a restore's CPU.
+var backupCPUParts = []cpuPart{
 	{"Kafka: fetch and decode responses (sarama)", []string{"sarama.(*brokerConsumer).subscriptionConsumer"}},
 	{"Kafka: hand records to the partitions (sarama)", []string{"sarama.(*partitionConsumer).responseFeeder"}},
 	{"segments: encode records into blocks", []string{"segment.(*Writer).Append", "segment.(*Writer).Close"}},
@@ -21,9 +24,18 @@ var cpuParts = []struct {
 	{"garbage collector", []string{"runtime.gcBgMarkWorker"}},
 }
 
-// profileSummary splits the CPU of a worker's profile into cpuParts, as a
+var restoreCPUParts = []cpuPart{
+	{"segments: read, verify and decode", []string{"restore.readPartition"}},
+	{"… of which decompressing blocks", []string{"segment.Codec.decompress"}},
+	{"writer: records to messages, transactions", []string{"restore.(*restoreRun).write"}},
+	{"Kafka: produce (sarama's goroutines)", []string{"sarama.withRecover"}},
+	{"… of which encoding produce requests", []string{"sarama.(*ProduceRequest).encode"}},
+	{"garbage collector", []string{"runtime.gcBgMarkWorker"}},
+}
+
+// profileSummary splits the CPU of a worker's profile into parts, as a
 // table: what `go tool pprof -top -cum` says of each.
-func profileSummary(file string) (string, error) {
+func profileSummary(file string, parts []cpuPart) (string, error) {
 	out, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=400", file).Output()
 	if err != nil {
 		return "", fmt.Errorf("go tool pprof %s: %w", file, err)
@@ -43,7 +55,7 @@ func profileSummary(file string) (string, error) {
 			continue
 		}
 		name := strings.Join(f[5:], " ")
-		for _, p := range cpuParts {
+		for _, p := range parts {
 			for _, fn := range p.functions {
 				if strings.HasSuffix(name, fn) {
 					cum[fn] = seconds(f[3])
@@ -56,7 +68,7 @@ func profileSummary(file string) (string, error) {
 	}
 	var b strings.Builder
 	b.WriteString("| part | CPU s | share |\n|---|---|---|\n")
-	for _, p := range cpuParts {
+	for _, p := range parts {
 		var sec float64
 		for _, fn := range p.functions {
 			sec += cum[fn]
