@@ -150,13 +150,16 @@ func runBackup(ctx context.Context, drain <-chan struct{}, o BackupOptions, m *m
 
 	// Follow the Backup: streams enabled, disabled, added, removed, changed.
 	changes := make(chan *v1alpha.Backup, 1)
-	watchDone := r.watchBackup(ctx, changes)
+	r.watchBackup(ctx, changes)
 	r.reconcile(ctx, b)
 	for {
 		select {
 		case <-ctx.Done(): // Lease lost: partitions stop at once
+			// Not waiting for the watch: it writes nothing, and client-go's
+			// reflector sleeps out its backoff (seconds, whatever the
+			// context) when the API server is down, which is when a Lease
+			// is lost. Its last sends go to a buffer no one reads.
 			r.wg.Wait()
-			<-watchDone
 			return nil
 		case <-drain:
 			logger.Info("Stopping: uploading open segments")
@@ -269,8 +272,8 @@ func (r *backupRun) close() {
 }
 
 // watchBackup sends each new version of the Backup on changes (nil once
-// deleted) until ctx ends.
-func (r *backupRun) watchBackup(ctx context.Context, changes chan *v1alpha.Backup) <-chan struct{} {
+// deleted) until ctx ends. Sends never block: changes keeps only the newest.
+func (r *backupRun) watchBackup(ctx context.Context, changes chan *v1alpha.Backup) {
 	lw := cache.NewListWatchFromClient(r.opts.Armory.KannikaV1alpha().RESTClient(), "backups", r.opts.Namespace,
 		fields.OneTermEqualSelector("metadata.name", r.opts.Name))
 	send := func(b *v1alpha.Backup) {
@@ -289,12 +292,7 @@ func (r *backupRun) watchBackup(ctx context.Context, changes chan *v1alpha.Backu
 			DeleteFunc: func(any) { send(nil) },
 		},
 	})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		informer.RunWithContext(ctx)
-	}()
-	return done
+	go informer.RunWithContext(ctx)
 }
 
 // reconcile starts enabled streams, stops disabled or removed ones (their
