@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -198,6 +199,13 @@ func (f *kafkaFaults) snapshot() map[string]int {
 	return out
 }
 
+// The Kafka faults scenario's restore commits about restoreCommits
+// transactions, each held commitPace: at least 9 s.
+const (
+	restoreCommits = 300
+	commitPace     = 30 * time.Millisecond
+)
+
 // kafkaFaultsScenario backs up while the source cluster misbehaves, then
 // restores while the target cluster does.
 func (c *chaos) kafkaFaultsScenario() row {
@@ -228,14 +236,30 @@ func (c *chaos) kafkaFaultsScenario() row {
 		r.err = c.finalRun(ns, vol, nil, produced, &r)
 	}
 	var target *kafkaFaults
+	var records int
+	for _, parts := range produced {
+		for _, recs := range parts {
+			records += len(recs)
+		}
+	}
+	txnRecords := max(10, records/restoreCommits)
 	if r.err == nil {
-		// Small transactions and frequent faults: the restore is short.
+		// Every kind of fault must come up during the restore, 0.3-0.6 s
+		// apart: its commits are paced (commitPace each, as on a cluster
+		// farther away than loopback) and its transactions sized for
+		// about restoreCommits of them, so it lasts that long whatever
+		// the machine's speed.
 		target = c.kafkaFaultsOn(nil, restoreKafkaFaults)
 		r.err = c.restoreAndCheck(ns, vol, produced, &r, restoreHow{
-			flags: []string{"--transaction-records", "500", "--transaction-interval", "100ms"},
+			flags: []string{"--transaction-records", strconv.Itoa(txnRecords), "--transaction-interval", "100ms"},
 			// Faults for the first -kafka-for of the restore: a restore
 			// of every record at this rate of faults would take long.
 			during: func(t *kfake.Cluster, stop <-chan struct{}) error {
+				t.ControlKey(int16(kmsg.EndTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
+					t.KeepControl()
+					time.Sleep(commitPace)
+					return nil, nil, false
+				})
 				target.cluster = t
 				enough := make(chan struct{})
 				timer := time.AfterFunc(c.kafkaFor, func() { close(enough) })
@@ -262,7 +286,7 @@ func (c *chaos) kafkaFaultsScenario() row {
 			r.faults["restore: "+k] = n
 		}
 	}
-	r.iterations = fmt.Sprintf("a fault every 0.3-0.6 s in the source cluster over %s of production and backup, then every 0.3-0.6 s in the target cluster over the first %[1]s of the restore (500-record transactions)", c.kafkaFor)
+	r.iterations = fmt.Sprintf("a fault every 0.3-0.6 s in the source cluster over %s of production and backup, then every 0.3-0.6 s in the target cluster over the first %[1]s of the restore (%d-record transactions, each commit held %s)", c.kafkaFor, txnRecords, commitPace)
 	r.seconds = time.Since(start).Seconds()
 	return r
 }
