@@ -236,13 +236,7 @@ func (c *chaos) kafkaFaultsScenario() row {
 		r.err = c.finalRun(ns, vol, nil, produced, &r)
 	}
 	var target *kafkaFaults
-	var records int
-	for _, parts := range produced {
-		for _, recs := range parts {
-			records += len(recs)
-		}
-	}
-	txnRecords := max(10, records/restoreCommits)
+	txnRecords := max(10, recordCount(produced)/restoreCommits)
 	if r.err == nil {
 		// Every kind of fault must come up during the restore, 0.3-0.6 s
 		// apart: its commits are paced (commitPace each, as on a cluster
@@ -255,11 +249,7 @@ func (c *chaos) kafkaFaultsScenario() row {
 			// Faults for the first -kafka-for of the restore: a restore
 			// of every record at this rate of faults would take long.
 			during: func(t *kfake.Cluster, stop <-chan struct{}) error {
-				t.ControlKey(int16(kmsg.EndTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
-					t.KeepControl()
-					time.Sleep(commitPace)
-					return nil, nil, false
-				})
+				paceCommits(t, commitPace)
 				target.cluster = t
 				enough := make(chan struct{})
 				timer := time.AfterFunc(c.kafkaFor, func() { close(enough) })

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kmsg"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -294,11 +293,7 @@ func (c *chaos) apiOutage() row {
 		restoreDone <- c.restoreAndCheck(restoreNS, restoreVol, toRestore, &restoreRow, restoreHow{
 			flags: append(through, "--transaction-records", "100", "--status-interval", "1s"),
 			during: func(t *kfake.Cluster, stop <-chan struct{}) error {
-				t.ControlKey(int16(kmsg.EndTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
-					t.KeepControl()
-					time.Sleep(100 * time.Millisecond)
-					return nil, nil, false
-				})
+				paceCommits(t, 100*time.Millisecond)
 				<-stop
 				return nil
 			},
@@ -353,13 +348,7 @@ func (c *chaos) apiOutage() row {
 	if r.err = perr; r.err != nil {
 		return r
 	}
-	sent := 0
-	for _, parts := range produced {
-		for _, recs := range parts {
-			sent += len(recs)
-		}
-	}
-	after, err := c.produceFrom(cluster.ListenAddrs(), sent)
+	after, err := c.produceFrom(cluster.ListenAddrs(), recordCount(produced))
 	if r.err = err; r.err != nil {
 		return r
 	}

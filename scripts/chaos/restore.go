@@ -11,6 +11,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kannika/armory/pkg/kafka"
 	"github.com/kannika/armory/pkg/segment"
@@ -343,4 +344,26 @@ func (c *chaos) restoreKillStorm() row {
 	r.iterations = fmt.Sprintf("restore worker SIGKILLed %d times at moments spread over one restore (500-record transactions), each successor taking the Lease when it expires", c.restoreKills)
 	r.seconds = time.Since(start).Seconds()
 	return r
+}
+
+// paceCommits holds every EndTxn the target cluster receives for d before
+// it is handled as usual, as on a cluster farther away than loopback: a
+// restore then lasts at least its commits × d, whatever the machine's speed.
+func paceCommits(t *kfake.Cluster, d time.Duration) {
+	t.ControlKey(int16(kmsg.EndTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
+		t.KeepControl()
+		time.Sleep(d)
+		return nil, nil, false
+	})
+}
+
+// recordCount is how many records produced holds.
+func recordCount(produced map[string]map[int32][]segment.Record) int {
+	n := 0
+	for _, parts := range produced {
+		for _, recs := range parts {
+			n += len(recs)
+		}
+	}
+	return n
 }
