@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -321,5 +323,165 @@ func TestFillDropsItsSegmentWhenThePreviousUploadFails(t *testing.T) {
 	p.drop(data)
 	if budget.held != 0 {
 		t.Errorf("held %d after the segment was dropped", budget.held)
+	}
+}
+
+// saramaLog keeps the lines of sarama's log (process-wide, so set before
+// any test runs) that say a partition was taken out of its broker's fetches.
+var saramaLog abandonLog
+
+func init() { sarama.Logger = &saramaLog }
+
+type abandonLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *abandonLog) keep(line string) {
+	if strings.Contains(line, "abandoned subscription") {
+		l.mu.Lock()
+		l.lines = append(l.lines, strings.TrimSpace(line))
+		l.mu.Unlock()
+	}
+}
+
+func (l *abandonLog) Print(v ...any)                 { l.keep(fmt.Sprint(v...)) }
+func (l *abandonLog) Printf(format string, v ...any) { l.keep(fmt.Sprintf(format, v...)) }
+func (l *abandonLog) Println(v ...any)               { l.keep(fmt.Sprintln(v...)) }
+
+func (l *abandonLog) about(topic string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, line := range l.lines {
+		if strings.Contains(line, " "+topic+"/") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// slowBucket takes delay to store each object, as a distant bucket does.
+type slowBucket struct {
+	storage.Bucket
+	delay time.Duration
+}
+
+func (b slowBucket) Create(ctx context.Context, name string, data io.Reader, metadata map[string]string) error {
+	time.Sleep(b.delay)
+	return b.Bucket.Create(ctx, name, data, metadata)
+}
+
+// TestWaitingForAnUploadKeepsThePartitionFetched: a partition whose
+// segments fill faster than storage takes them waits for each upload with
+// its sarama channel full. Sarama must not take it out of its broker's
+// fetches meanwhile: when the broker's other partition is caught up, a
+// partition taken out waits for that partition's long poll before it is
+// fetched again, and a backup catching up crawls. Every record is stored
+// once all the same.
+func TestWaitingForAnUploadKeepsThePartitionFetched(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const topic, records = "slow-storage", 4000
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	// Partition 0 has records to catch up on; partition 1, on the same
+	// broker, has none: its fetches wait for data (fetch.max.wait.ms).
+	pcfg := sarama.NewConfig()
+	pcfg.Version = kafka.Version
+	pcfg.Producer.Return.Successes = true
+	pcfg.Producer.Partitioner = sarama.NewManualPartitioner
+	producer, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := strings.Repeat("v", 1000)
+	var msgs []*sarama.ProducerMessage
+	for i := range records {
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Partition: 0, Key: sarama.StringEncoder(fmt.Sprint(i)), Value: sarama.StringEncoder(value)})
+	}
+	if err := producer.SendMessages(msgs); err != nil {
+		t.Fatal(err)
+	}
+	producer.Close()
+
+	ks, err := kafka.NewSettings(map[string]string{"bootstrap.servers": cluster.ListenAddrs()[0]}, kafka.Auth{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	configureConsumer(ks.Config, DefaultMemoryBudget, 2, 1)
+	client, err := sarama.NewClient(ks.Brokers, ks.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	vol, err := volume.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// About 10 segments of 400 records; each fills in a few milliseconds,
+	// then waits for the one before it for most of the 300 ms its upload
+	// takes, well past sarama's default 100 ms.
+	bucket := slowBucket{Bucket: vol, delay: 300 * time.Millisecond}
+	m := newMetrics(prometheus.NewRegistry())
+	budget := newMemoryBudget(DefaultMemoryBudget)
+	drain := make(chan struct{})
+	var wg sync.WaitGroup
+	for p := range int32(2) {
+		pb := &partitionBackup{topic: topic, partition: p, bucket: bucket, client: client, consumer: consumer, metrics: m,
+			settings: segmentSettings{codec: segment.CodecNone, rollBytes: 400 * 1010, rollAge: 500 * time.Millisecond},
+			progress: newProgress(m).partition(topic, p), budget: budget}
+		wg.Go(func() { pb.run(ctx, drain) })
+	}
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		st, err := layout.ListPartition(ctx, vol, topic, 0)
+		if err == nil && st.Next >= records {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("storage did not reach offset %d within 45s (err %v)", records, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	close(drain)
+	wg.Wait()
+
+	if lines := saramaLog.about(topic); len(lines) > 0 {
+		t.Errorf("sarama took a partition waiting for its upload out of the fetches %d times, e.g. %q", len(lines), lines[0])
+	}
+	st, err := layout.ListPartition(ctx, vol, topic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := int64(0)
+	for _, o := range st.Objects {
+		r, err := vol.Open(ctx, o.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(r)
+		r.Close()
+		recs, _, err := segment.Decode(b, o.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rec := range recs {
+			if rec.Offset != next || string(rec.Key) != fmt.Sprint(next) || string(rec.Value) != value {
+				t.Fatalf("record at offset %d (key %q), want offset %d", rec.Offset, rec.Key, next)
+			}
+			next++
+		}
+	}
+	if next != records || len(st.Objects) < 5 {
+		t.Errorf("%d records in %d segments, want %d exactly once in about 10", next, len(st.Objects), records)
 	}
 }
