@@ -53,8 +53,41 @@ func TestBenchRunsAtATinySize(t *testing.T) {
 	if os.Getenv("ARMORY_TEST_RACE") != "1" && strings.Contains(report, "is over it by") {
 		t.Errorf("a peak RSS is over docs/worker.md's bound:\n%s", report)
 	}
-	if o.kcat && !strings.Contains(report, "kcat -C > /dev/null (baseline)") {
-		t.Errorf("kcat is installed but the report has no kcat baseline:\n%s", report)
+	if o.kcat && (!strings.Contains(report, "kcat -C > /dev/null (baseline)") || !strings.Contains(report, "### Against the targets")) {
+		t.Errorf("kcat is installed but the report has no kcat baseline or no targets:\n%s", report)
+	}
+}
+
+// TestTargets: each volume backup is set beside its target, and one not met
+// is explained by what this run measured: more CPU than the cores can give
+// in the target's time, or else the costs paid once.
+func TestTargets(t *testing.T) {
+	mb := int64(1_000_000_000)
+	backups := []result{
+		{name: "kcat -C > /dev/null (baseline)", seconds: 2, bytes: mb, cpuSeconds: 1, kfakeCPUSeconds: 1},
+		// 8 CPU s in zstd's 4 s target: 2 cores. 10 in 4: 2.5.
+		{name: "armory worker --backup → volume (zstd)", seconds: 8, bytes: mb, cpuSeconds: 8.5, kfakeCPUSeconds: 1.5},
+		// lz4's target is 3.33 s.
+		{name: "armory worker --backup → volume (lz4)", seconds: 3, bytes: mb, cpuSeconds: 3, kfakeCPUSeconds: 1},
+		// 1 GB at 500 MB/s while flowing is 2 s of the 3.5.
+		{name: "armory worker --backup → volume (none)", seconds: 3.5, bytes: mb, cpuSeconds: 2.2, kfakeCPUSeconds: 1, flowMBps: 500},
+		{name: "armory worker --backup → volume on tmpfs (none)", seconds: 1, bytes: mb},
+	}
+	got := renderTargets(backups, 2)
+	for _, want := range []string{
+		"| zstd | 0.50× (4.0 s) | 0.25× |  | 10.0 | 2.5 |  | CPU: the work of this run needs 2.5 cores to finish in 4.0 s, this machine has 2 |",
+		"| lz4 | 0.60× (3.3 s) | 0.67× |  | 4.0 | 1.2 |  | met |",
+		"| none | 0.90× (2.2 s) | 0.57× | 1.00× | 3.2 | 1.4 |  | not CPU (1.4 cores would do): 1.5 s of the 3.5 s are paid once",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %q in\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "tmpfs") {
+		t.Errorf("the targets are for the disk volume's backups:\n%s", got)
+	}
+	if got := renderTargets(backups[1:], 2); got != "" {
+		t.Errorf("without the kcat baseline there is nothing to compare: %q", got)
 	}
 }
 

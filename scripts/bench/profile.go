@@ -14,12 +14,14 @@ type cpuPart struct {
 	functions []string
 }
 
+const compressingPart = "… of which compressing blocks"
+
 // backupCPUParts and restoreCPUParts split a backup's and a restore's CPU.
 var backupCPUParts = []cpuPart{
 	{"Kafka: fetch and decode responses (sarama)", []string{"sarama.(*brokerConsumer).subscriptionConsumer"}},
 	{"Kafka: hand records to the partitions (sarama)", []string{"sarama.(*partitionConsumer).responseFeeder"}},
 	{"segments: encode records into blocks", []string{"segment.(*Writer).Append", "segment.(*Writer).Close"}},
-	{"… of which compressing blocks", []string{"segment.Codec.compress"}},
+	{compressingPart, []string{"segment.Codec.compress"}},
 	{"storage: write (volume files and fsync, or GCS requests)", []string{"worker.(*partitionBackup).upload"}},
 	{"garbage collector", []string{"runtime.gcBgMarkWorker"}},
 }
@@ -36,9 +38,25 @@ var restoreCPUParts = []cpuPart{
 // profileSummary splits the CPU of a worker's profile into parts, as a
 // table: what `go tool pprof -top -cum` says of each.
 func profileSummary(file string, parts []cpuPart) (string, error) {
+	secs, total, err := profileParts(file, parts)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteString("| part | CPU s | share |\n|---|---|---|\n")
+	for _, p := range parts {
+		fmt.Fprintf(&b, "| %s | %.1f | %.0f%% |\n", p.part, secs[p.part], 100*secs[p.part]/total)
+	}
+	fmt.Fprintf(&b, "| all (profile samples) | %.1f | 100%% |\n", total)
+	return b.String(), nil
+}
+
+// profileParts returns the CPU seconds of each part (by its name) in a
+// profile, and the profile's total.
+func profileParts(file string, parts []cpuPart) (map[string]float64, float64, error) {
 	out, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=400", file).Output()
 	if err != nil {
-		return "", fmt.Errorf("go tool pprof %s: %w", file, err)
+		return nil, 0, fmt.Errorf("go tool pprof %s: %w", file, err)
 	}
 	var total float64
 	cum := map[string]float64{}
@@ -64,19 +82,15 @@ func profileSummary(file string, parts []cpuPart) (string, error) {
 		}
 	}
 	if total == 0 {
-		return "", fmt.Errorf("%s: no samples", file)
+		return nil, 0, fmt.Errorf("%s: no samples", file)
 	}
-	var b strings.Builder
-	b.WriteString("| part | CPU s | share |\n|---|---|---|\n")
+	secs := map[string]float64{}
 	for _, p := range parts {
-		var sec float64
 		for _, fn := range p.functions {
-			sec += cum[fn]
+			secs[p.part] += cum[fn]
 		}
-		fmt.Fprintf(&b, "| %s | %.1f | %.0f%% |\n", p.part, sec, 100*sec/total)
 	}
-	fmt.Fprintf(&b, "| all (profile samples) | %.1f | 100%% |\n", total)
-	return b.String(), nil
+	return secs, total, nil
 }
 
 // seconds parses pprof's "1.23s", "450ms" or "1.2mins".

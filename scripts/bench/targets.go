@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// backupTargets are the speeds the performance issue asks of a backup to a
+// volume, against kcat -C, by compression.
+var backupTargets = []struct {
+	codec string
+	ratio float64
+}{{"none", 0.9}, {"lz4", 0.6}, {"zstd", 0.5}}
+
+// renderTargets sets each volume backup beside its target, and says from
+// this run's own figures what stands in the way of one not met: the CPU the
+// run used for its bytes, spent within the target's time, would need more
+// cores than the machine has (the reader's and kfake's, which serves the
+// records on the same cores); or, when it would fit, the costs a run pays
+// once (its start, the last segment's rollover wait), which is what the
+// rate while records flow leaves out.
+func renderTargets(backups []result, cores int) string {
+	if len(backups) == 0 || !strings.Contains(backups[0].name, "baseline") {
+		return ""
+	}
+	base := backups[0]
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n### Against the targets\n\nThe targets are kcat -C's time over the ratio (%.1f s / ratio). \"Cores needed\" is the CPU "+
+		"the backup used (its own and kfake's, from the table above) over that time: what the same work would need to finish in it; "+
+		"this machine has %d. The compression column is the profile's \"%s\". kcat -C with kfake used %.1f CPU s.\n\n",
+		base.seconds, cores, strings.TrimPrefix(compressingPart, "… of which "), base.cpuSeconds+base.kfakeCPUSeconds)
+	b.WriteString("| backup to a volume | target | reached | while records flow | CPU s, worker + kfake | cores needed at the target | " +
+		"of which compressing | what stands in the way |\n|---|---|---|---|---|---|---|---|\n")
+	for _, t := range backupTargets {
+		i := -1
+		for j, r := range backups {
+			if r.name == fmt.Sprintf("armory worker --backup → volume (%s)", t.codec) {
+				i = j
+			}
+		}
+		if i < 0 {
+			continue
+		}
+		r := backups[i]
+		reached := base.seconds / r.seconds
+		targetSeconds := base.seconds / t.ratio
+		cpu := r.cpuSeconds + r.kfakeCPUSeconds
+		needed := cpu / targetSeconds
+		compressing := ""
+		var compressingCores float64
+		if secs, _, err := profileParts(r.profile, backupCPUParts); err == nil {
+			compressingCores = secs[compressingPart] / targetSeconds
+			compressing = fmt.Sprintf("%.1f cores", compressingCores)
+		}
+		flowing, once := "", 0.0
+		if r.flowMBps > 0 && base.bytes > 0 {
+			flowing = fmt.Sprintf("%.2f×", r.flowMBps/(float64(base.bytes)/base.seconds/1e6))
+			once = r.seconds - float64(r.bytes)/(r.flowMBps*1e6)
+		}
+		var why string
+		switch {
+		case reached >= t.ratio:
+			why = "met"
+		case needed > float64(cores):
+			why = fmt.Sprintf("CPU: the work of this run needs %.1f cores to finish in %.1f s, this machine has %d", needed, targetSeconds, cores)
+			if compressingCores > 0 {
+				why += fmt.Sprintf("; compressing alone, %.1f", compressingCores)
+			}
+		case once > 0:
+			why = fmt.Sprintf("not CPU (%.1f cores would do): %.1f s of the %.1f s are paid once, the start and the last segment's "+
+				"wait for its rollover timeout (a continuous backup cannot know the topic ended)", needed, once, r.seconds)
+		default:
+			why = fmt.Sprintf("not CPU (%.1f cores would do)", needed)
+		}
+		fmt.Fprintf(&b, "| %s | %.2f× (%.1f s) | %.2f× | %s | %.1f | %.1f | %s | %s |\n",
+			t.codec, t.ratio, targetSeconds, reached, flowing, cpu, needed, compressing, why)
+	}
+	return b.String()
+}
