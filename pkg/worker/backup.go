@@ -253,34 +253,11 @@ func (r *backupRun) sizeConsumer(ctx context.Context, b *v1alpha.Backup, cfg *sa
 		partitions += max(len(ps), 1)
 		_ = err // a missing topic is reported by its stream
 	}
-	configureConsumer(cfg, r.opts.MemoryBudget, partitions, len(r.client.Brokers()))
+	fetch, fetchMax, channel := consumerSizing(r.opts.MemoryBudget, partitions, len(r.client.Brokers()))
+	cfg.Consumer.Fetch.Default, cfg.Consumer.Fetch.Max, cfg.ChannelBufferSize = fetch, fetchMax, channel
 	klog.FromContext(ctx).V(1).Info("Sized the Kafka consumer for the memory budget", "budget", r.opts.MemoryBudget,
-		"partitions", partitions, "fetchBytesPerPartition", cfg.Consumer.Fetch.Default, "fetchBytesPerResponse", cfg.Consumer.Fetch.Max,
-		"channelRecords", cfg.ChannelBufferSize, "maxProcessingTime", cfg.Consumer.MaxProcessingTime)
+		"partitions", partitions, "fetchBytesPerPartition", fetch, "fetchBytesPerResponse", fetchMax, "channelRecords", channel)
 }
-
-// configureConsumer sets what the backup's sarama consumer needs beyond the
-// EventHub's properties: its buffers sized to the memory budget, and how
-// long a partition may keep its channel full (consumerMaxProcessingTime).
-func configureConsumer(cfg *sarama.Config, workerBudget int64, partitions, brokers int) {
-	cfg.Consumer.Fetch.Default, cfg.Consumer.Fetch.Max, cfg.ChannelBufferSize = consumerSizing(workerBudget, partitions, brokers)
-	cfg.Consumer.MaxProcessingTime = consumerMaxProcessingTime
-}
-
-// consumerMaxProcessingTime is how long a partition may leave its sarama
-// channel full before sarama takes it out of its broker's fetches. A
-// partition backup leaves it full while it compresses a block and while it
-// waits for its previous segment's upload (runOnce). Sarama's default,
-// 100 ms, is shorter than either on a loaded machine, and a partition taken
-// out is fetched again only after sarama's 100 ms batching of
-// resubscriptions and the broker's fetch in flight: up to fetch.max.wait.ms
-// (500 ms) when the broker's other partitions are caught up, as they are in
-// most running backups. Measured (make bench, sarama's log): once one of the
-// 3 partitions had caught up, the two others stored 16 MiB every 0.5-1 s
-// instead of every 0.1-0.2 s. The cost of a longer time: the other partitions
-// of that broker wait for a slow one, up to twice this, before sarama takes
-// it out.
-const consumerMaxProcessingTime = time.Second
 
 func (r *backupRun) close() {
 	if r.consumer != nil {

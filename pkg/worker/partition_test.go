@@ -372,7 +372,8 @@ func (b slowBucket) Create(ctx context.Context, name string, data io.Reader, met
 	return b.Bucket.Create(ctx, name, data, metadata)
 }
 
-// TestWaitingForAnUploadKeepsThePartitionFetched: a partition whose
+// TestWaitingForAnUploadKeepsThePartitionFetched (kafka.NewSettings'
+// Consumer.MaxProcessingTime): a partition whose
 // segments fill faster than storage takes them waits for each upload with
 // its sarama channel full. Sarama must not take it out of its broker's
 // fetches meanwhile: when the broker's other partition is caught up, a
@@ -412,7 +413,6 @@ func TestWaitingForAnUploadKeepsThePartitionFetched(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	configureConsumer(ks.Config, DefaultMemoryBudget, 2, 1)
 	client, err := sarama.NewClient(ks.Brokers, ks.Config)
 	if err != nil {
 		t.Fatal(err)
