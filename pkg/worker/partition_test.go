@@ -428,9 +428,9 @@ func TestWaitingForAnUploadKeepsThePartitionFetched(t *testing.T) {
 		t.Fatal(err)
 	}
 	// About 10 segments of 400 records; each fills in a few milliseconds,
-	// then waits for the one before it for most of the 300 ms its upload
-	// takes, well past sarama's default 100 ms.
-	bucket := slowBucket{Bucket: vol, delay: 300 * time.Millisecond}
+	// then waits for the one before it for most of the 250 ms its upload
+	// takes: past sarama's default 100 ms, within the 500 ms set.
+	bucket := slowBucket{Bucket: vol, delay: 250 * time.Millisecond}
 	m := newMetrics(prometheus.NewRegistry())
 	budget := newMemoryBudget(DefaultMemoryBudget)
 	drain := make(chan struct{})
