@@ -64,25 +64,13 @@ func TestStaleWriterIsFencedByStorage(t *testing.T) {
 	produce(200)
 	runUntilStored(t, ctx, stale, bucket, 500)
 
-	st, err := layout.ListPartition(ctx, bucket, "fenced", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs, _ := storedSegments(t, ctx, bucket, "fenced", 0)
 	next := int64(0)
-	for _, o := range st.Objects {
-		r, _ := bucket.Open(ctx, o.Name)
-		b, _ := io.ReadAll(r)
-		r.Close()
-		recs, _, err := segment.Decode(b, o.Name)
-		if err != nil {
-			t.Fatal(err)
+	for _, rec := range recs {
+		if rec.Offset != next || string(rec.Value) != fmt.Sprint(next%300) && next < 300 {
+			t.Fatalf("record at offset %d, want %d (value %q)", rec.Offset, next, rec.Value)
 		}
-		for _, rec := range recs {
-			if rec.Offset != next || string(rec.Value) != fmt.Sprint(next%300) && next < 300 {
-				t.Fatalf("record at offset %d, want %d (value %q)", rec.Offset, next, rec.Value)
-			}
-			next++
-		}
+		next++
 	}
 	if next != 500 {
 		t.Errorf("%d records stored, want 500 exactly once", next)
@@ -147,19 +135,53 @@ func runUntilStored(t *testing.T, ctx context.Context, p *partitionBackup, b sto
 	drain := make(chan struct{})
 	done := make(chan struct{})
 	go func() { defer close(done); p.run(ctx, drain) }()
-	deadline := time.Now().Add(30 * time.Second)
+	waitPartitionStored(t, ctx, b, p.topic, p.partition, end)
+	close(drain)
+	<-done
+}
+
+// waitPartitionStored waits until storage holds the partition up to end.
+func waitPartitionStored(t *testing.T, ctx context.Context, b storage.Bucket, topic string, partition int32, end int64) {
+	t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
 	for {
-		st, err := layout.ListPartition(ctx, b, p.topic, p.partition)
+		st, err := layout.ListPartition(ctx, b, topic, partition)
 		if err == nil && st.Next >= end {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("storage did not reach %d within 30s (err %v)", end, err)
+			t.Fatalf("storage did not reach %d within 45s (err %v)", end, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	close(drain)
-	<-done
+}
+
+// storedSegments decodes the partition's stored segments, in order: their
+// records and how many segments hold them.
+func storedSegments(t *testing.T, ctx context.Context, b storage.Bucket, topic string, partition int32) ([]segment.Record, int) {
+	t.Helper()
+	st, err := layout.ListPartition(ctx, b, topic, partition)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []segment.Record
+	for _, o := range st.Objects {
+		r, err := b.Open(ctx, o.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, _, err := segment.Decode(data, o.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, recs...)
+	}
+	return out, len(st.Objects)
 }
 
 // answerLosingBucket stores every object but, every other time, answers
@@ -441,47 +463,22 @@ func TestWaitingForAnUploadKeepsThePartitionFetched(t *testing.T) {
 			progress: newProgress(m).partition(topic, p), budget: budget}
 		wg.Go(func() { pb.run(ctx, drain) })
 	}
-	deadline := time.Now().Add(45 * time.Second)
-	for {
-		st, err := layout.ListPartition(ctx, vol, topic, 0)
-		if err == nil && st.Next >= records {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("storage did not reach offset %d within 45s (err %v)", records, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitPartitionStored(t, ctx, vol, topic, 0, records)
 	close(drain)
 	wg.Wait()
 
 	if lines := saramaLog.about(topic); len(lines) > 0 {
 		t.Errorf("sarama took a partition waiting for its upload out of the fetches %d times, e.g. %q", len(lines), lines[0])
 	}
-	st, err := layout.ListPartition(ctx, vol, topic, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs, segments := storedSegments(t, ctx, vol, topic, 0)
 	next := int64(0)
-	for _, o := range st.Objects {
-		r, err := vol.Open(ctx, o.Name)
-		if err != nil {
-			t.Fatal(err)
+	for _, rec := range recs {
+		if rec.Offset != next || string(rec.Key) != fmt.Sprint(next) || string(rec.Value) != value {
+			t.Fatalf("record at offset %d (key %q), want offset %d", rec.Offset, rec.Key, next)
 		}
-		b, _ := io.ReadAll(r)
-		r.Close()
-		recs, _, err := segment.Decode(b, o.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, rec := range recs {
-			if rec.Offset != next || string(rec.Key) != fmt.Sprint(next) || string(rec.Value) != value {
-				t.Fatalf("record at offset %d (key %q), want offset %d", rec.Offset, rec.Key, next)
-			}
-			next++
-		}
+		next++
 	}
-	if next != records || len(st.Objects) < 5 {
-		t.Errorf("%d records in %d segments, want %d exactly once in about 10", next, len(st.Objects), records)
+	if next != records || segments < 5 {
+		t.Errorf("%d records in %d segments, want %d exactly once in about 10", next, segments, records)
 	}
 }
