@@ -1009,9 +1009,10 @@ func renderReport(o options, rep *report, segmentBench string) string {
 		b.WriteString("\n### Where a backup's CPU goes\n\nEvery worker above ran with `--cpu-profile`; `go tool pprof -top -cum` of these " +
 			"profiles, by part (cumulative seconds of the function standing for it; the parts overlap nowhere but where marked …). kfake, " +
 			"serving the records, runs in the bench's own process on the same 2 cores.\n")
-		// zstd on both volumes, lz4 on the disk, none on tmpfs (where the
-		// disk's speed is out of the way).
-		profiled := []string{"→ volume (zstd)", "→ volume on tmpfs (zstd)", "→ volume (lz4)", "→ volume on tmpfs (none)"}
+		// Each codec on the disk (the targets below are set for those),
+		// and zstd and none on tmpfs too (where the disk's speed is out of
+		// the way).
+		profiled := []string{"→ volume (zstd)", "→ volume on tmpfs (zstd)", "→ volume (lz4)", "→ volume (none)", "→ volume on tmpfs (none)"}
 		for _, r := range rep.backups {
 			if !slices.ContainsFunc(profiled, func(suffix string) bool { return strings.HasSuffix(r.name, suffix) }) {
 				continue
