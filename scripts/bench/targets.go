@@ -16,9 +16,9 @@ var backupTargets = []struct {
 // this run's own figures what stands in the way of one not met: the CPU the
 // run used for its bytes, spent within the target's time, would need more
 // cores than the machine has (the reader's and kfake's, which serves the
-// records on the same cores); or, when it would fit, the costs a run pays
-// once (its start, the last segment's rollover wait), which is what the
-// rate while records flow leaves out.
+// records on the same cores); or, when it would fit and the rate while
+// records flow meets the target, the costs a run pays once (its start, the
+// last segment's rollover wait); or else waiting.
 func renderTargets(backups []result, cores int) string {
 	if len(backups) == 0 || !strings.Contains(backups[0].name, "baseline") {
 		return ""
@@ -52,9 +52,10 @@ func renderTargets(backups []result, cores int) string {
 			compressingCores = secs[compressingPart] / targetSeconds
 			compressing = fmt.Sprintf("%.1f cores", compressingCores)
 		}
-		flowing, once := "", 0.0
+		flowing, flowRatio, once := "", 0.0, 0.0
 		if r.flowMBps > 0 && base.bytes > 0 {
-			flowing = fmt.Sprintf("%.2f×", r.flowMBps/(float64(base.bytes)/base.seconds/1e6))
+			flowRatio = r.flowMBps / (float64(base.bytes) / base.seconds / 1e6)
+			flowing = fmt.Sprintf("%.2f×", flowRatio)
 			once = r.seconds - float64(r.bytes)/(r.flowMBps*1e6)
 		}
 		var why string
@@ -66,11 +67,15 @@ func renderTargets(backups []result, cores int) string {
 			if compressingCores > 0 {
 				why += fmt.Sprintf("; compressing alone, %.1f", compressingCores)
 			}
-		case once > 0:
-			why = fmt.Sprintf("not CPU (%.1f cores would do): %.1f s of the %.1f s are paid once, the start and the last segment's "+
-				"wait for its rollover timeout (a continuous backup cannot know the topic ended)", needed, once, r.seconds)
+		case flowRatio >= t.ratio:
+			why = fmt.Sprintf("not CPU (%.1f cores would do), and met while records flow: %.1f s of the %.1f s are paid once, the start "+
+				"and the last segment's wait for its rollover timeout (a continuous backup cannot know the topic ended)", needed, once, r.seconds)
 		default:
-			why = fmt.Sprintf("not CPU (%.1f cores would do)", needed)
+			// Neither the cores nor the costs paid once account for it:
+			// the run waited, on the disk, on Kafka, or for the cores the
+			// hypervisor gave to others.
+			why = fmt.Sprintf("not CPU (%.1f cores would do), and below the target while records flow too: the run waited, on the disk "+
+				"(its fsyncs; see the dd row), on Kafka, or for cores (steal %.0f%%)", needed, r.stealPct)
 		}
 		fmt.Fprintf(&b, "| %s | %.2f× (%.1f s) | %.2f× | %s | %.1f | %.1f | %s | %s |\n",
 			t.codec, t.ratio, targetSeconds, reached, flowing, cpu, needed, compressing, why)
