@@ -435,9 +435,13 @@ func (c *chaos) startProcess(logName string, args []string) (*worker, error) {
 	return w, nil
 }
 
-func (w *worker) kill() {
+// kill SIGKILLs the worker and waits for it to exit; it reports whether the
+// signal is what ended it (not an exit of its own just before).
+func (w *worker) kill() bool {
 	_ = w.cmd.Process.Signal(syscall.SIGKILL)
 	<-w.done
+	status, ok := w.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return ok && status.Signaled() && status.Signal() == syscall.SIGKILL
 }
 
 // stop is SIGTERM, within the pod's grace period, else SIGKILL.
@@ -595,7 +599,10 @@ func (c *chaos) killStorm() row {
 		// Kill at a random moment of its life: while it waits for the
 		// Lease, starts, reads, or uploads.
 		time.Sleep(time.Duration(100+c.intn(2500)) * time.Millisecond)
-		w.kill()
+		if !w.kill() {
+			r.err = fmt.Errorf("kill %d: the backup worker exited (%s) before the SIGKILL (log %s)", i+1, w.cmd.ProcessState, w.path)
+			break
+		}
 		r.faults["SIGKILL"]++
 		if (i+1)%10 == 0 {
 			fmt.Printf("kill storm: %d kills, %d batches produced\n", i+1, p.count())

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -116,12 +115,17 @@ func (c *chaos) restoreAndCheck(ns, storagePath string, produced map[string]map[
 	}
 	// Each kill lands once a random share of the records is committed (the
 	// worker logs each commit), plus a random few milliseconds that put it
-	// inside a transaction or between two.
+	// inside a transaction or between two. The shares are one in each of
+	// kills equal bands between 5% and 70% of the records: every successor
+	// commits at least one transaction before it is killed, so thresholds
+	// drawn close together, or near the end, would let a fast machine's
+	// successors finish the restore before the last kill.
 	var thresholds []int64
-	for range kills {
-		thresholds = append(thresholds, n/20+int64(c.intn(int(max(n*17/20, 1)))))
+	lo, hi := n/20, n*7/10
+	band := max((hi-lo)/int64(max(kills, 1)), 1)
+	for i := range kills {
+		thresholds = append(thresholds, lo+int64(i)*band+int64(c.intn(int(band))))
 	}
-	slices.Sort(thresholds)
 	for i, at := range thresholds {
 		w, err := c.startRestoreWorker(ns, storagePath, fmt.Sprintf("restore-%s-%d.log", ns, i),
 			append([]string{"--lease-duration", "2s", "--lease-renew-deadline", "1500ms"}, extra...)...)
@@ -133,7 +137,9 @@ func (c *chaos) restoreAndCheck(ns, storagePath string, produced map[string]map[
 			return fmt.Errorf("kill %d: %w", i+1, err)
 		}
 		time.Sleep(time.Duration(c.intn(30)) * time.Millisecond)
-		w.kill()
+		if !w.kill() {
+			return fmt.Errorf("kill %d: the restore worker exited (%s) before the SIGKILL, after %d records were committed (log %s)", i+1, w.cmd.ProcessState, at, w.path)
+		}
 		r.faults["restore worker SIGKILL"]++
 	}
 	start := func(life int) (*worker, error) {
@@ -338,13 +344,23 @@ func (c *chaos) restoreKillStorm() row {
 		return r
 	}
 	// Small transactions, so that the restore spans many commits and the
-	// kills land inside and between them.
+	// kills land inside and between them; each commit held 100 ms, so that
+	// a restore on a fast machine still lasts longer than the harness
+	// takes to see a commit in the log and kill.
 	r.err = c.restoreAndCheck(ns, vol, produced, &r, restoreHow{kills: c.restoreKills,
-		flags: []string{"--transaction-records", "500", "--transaction-interval", "100ms", "--parallel-partitions", "3"}})
-	r.iterations = fmt.Sprintf("restore worker SIGKILLed %d times at moments spread over one restore (500-record transactions), each successor taking the Lease when it expires", c.restoreKills)
+		flags: []string{"--transaction-records", "500", "--transaction-interval", "100ms", "--parallel-partitions", "3"},
+		during: func(t *kfake.Cluster, stop <-chan struct{}) error {
+			paceCommits(t, restoreKillPace)
+			<-stop
+			return nil
+		}})
+	r.iterations = fmt.Sprintf("restore worker SIGKILLed %d times at moments spread over one restore (500-record transactions, each commit held %s), each successor taking the Lease when it expires", c.restoreKills, restoreKillPace)
 	r.seconds = time.Since(start).Seconds()
 	return r
 }
+
+// restoreKillPace is how long the restore kill storm holds each commit.
+const restoreKillPace = 100 * time.Millisecond
 
 // paceCommits holds every EndTxn the target cluster receives for d before
 // it is handled as usual, as on a cluster farther away than loopback: a
