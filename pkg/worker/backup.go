@@ -96,13 +96,19 @@ func RunBackup(ctx context.Context, o BackupOptions) error {
 
 // backupRun is one Backup being backed up, while the Lease is held.
 type backupRun struct {
-	opts     BackupOptions
-	bucket   storage.Bucket
-	client   sarama.Client
-	consumer sarama.Consumer
-	metrics  *metrics
-	progress *progress
-	budget   *memoryBudget
+	opts   BackupOptions
+	bucket storage.Bucket
+	// client asks the cluster about topics (metadata, configs, offsets);
+	// the consumer fetches over connections of its own (fetchClient): a
+	// broker answers each connection's requests in order, so a question
+	// sent behind a fetch waiting for records (fetch.max.wait.ms) would
+	// wait as long, and every upload asks one (the topic's id).
+	client      sarama.Client
+	fetchClient sarama.Client
+	consumer    sarama.Consumer
+	metrics     *metrics
+	progress    *progress
+	budget      *memoryBudget
 
 	streams map[string]*runningStream
 	wg      sync.WaitGroup
@@ -222,17 +228,27 @@ func (r *backupRun) connect(ctx context.Context, drain <-chan struct{}, b *v1alp
 		return fmt.Errorf("EventHub %q: %w", eh.Name, err)
 	}
 	// SIGTERM (drain) ends the connecting too: nothing is open to upload yet.
-	if r.client, err = kafka.Connect(ctx, drain, settings); err != nil {
-		if errors.Is(err, kafka.ErrStopped) || ctx.Err() != nil {
-			return errStoppedConnecting // not Kafka's fault
+	connect := func() (sarama.Client, error) {
+		c, err := kafka.Connect(ctx, drain, settings)
+		if err == nil {
+			return c, nil
 		}
-		return fmt.Errorf("cannot reach Kafka at %s: %w; check spec.kafka.properties[bootstrap.servers] of EventHub %q and the cluster's listeners",
+		if errors.Is(err, kafka.ErrStopped) || ctx.Err() != nil {
+			return nil, errStoppedConnecting // not Kafka's fault
+		}
+		return nil, fmt.Errorf("cannot reach Kafka at %s: %w; check spec.kafka.properties[bootstrap.servers] of EventHub %q and the cluster's listeners",
 			strings.Join(settings.Brokers, ","), err, eh.Name)
+	}
+	if r.client, err = connect(); err != nil {
+		return err
 	}
 	if _, set := eh.Spec.Kafka.Properties["max.partition.fetch.bytes"]; !set {
 		r.sizeConsumer(ctx, b, settings.Config)
 	}
-	if r.consumer, err = sarama.NewConsumerFromClient(r.client); err != nil {
+	if r.fetchClient, err = connect(); err != nil {
+		return err
+	}
+	if r.consumer, err = sarama.NewConsumerFromClient(r.fetchClient); err != nil {
 		return fmt.Errorf("Kafka consumer: %w", err)
 	}
 	klog.FromContext(ctx).Info("Connected", "kafka", settings.Brokers, "storage", r.bucket.Location())
@@ -241,8 +257,9 @@ func (r *backupRun) connect(ctx context.Context, drain <-chan struct{}, b *v1alp
 
 // sizeConsumer fits sarama's fetch buffers into the memory budget, for the
 // partitions of the Backup's enabled streams now (a topic not found counts
-// one). It runs before the consumer exists: the client itself reads only its
-// Net and Metadata settings, so changing the Consumer ones is safe.
+// one). It runs before the consumer and its client exist; r.client, made
+// before it, reads only its Net and Metadata settings, so changing the
+// Consumer ones is safe.
 func (r *backupRun) sizeConsumer(ctx context.Context, b *v1alpha.Backup, cfg *sarama.Config) {
 	partitions := 0
 	for _, s := range b.Spec.Streams {
@@ -262,6 +279,9 @@ func (r *backupRun) sizeConsumer(ctx context.Context, b *v1alpha.Backup, cfg *sa
 func (r *backupRun) close() {
 	if r.consumer != nil {
 		_ = r.consumer.Close()
+	}
+	if r.fetchClient != nil {
+		_ = r.fetchClient.Close()
 	}
 	if r.client != nil {
 		_ = r.client.Close()

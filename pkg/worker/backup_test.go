@@ -9,10 +9,14 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -234,4 +238,111 @@ func TestSmallMemoryBudgetClosesSegmentsEarly(t *testing.T) {
 		t.Errorf("%d segments for 16 partitions: none closed early", segments)
 	}
 	t.Logf("%d segments for 16 partitions", segments)
+}
+
+// TestAQuietPartitionDoesNotHoldUploadsBack: before each upload the worker
+// asks the cluster's controller for the topic's id. A broker answers the
+// requests of one connection in order, so that question must not travel
+// behind a fetch the broker holds until records arrive (fetch.max.wait.ms),
+// as it does on the controller for a quiet partition it leads. Here every
+// fetch the controller gets is held until it sees a metadata request (at
+// most 20 s): on a connection of its own, each upload's question releases
+// it; behind the fetch, each waits for the bound.
+func TestAQuietPartitionDoesNotHoldUploadsBack(t *testing.T) {
+	t.Parallel()
+	const topic = "quiet.beside.busy"
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(2), kfake.SeedTopics(2, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	client, err := sarama.NewClient(cluster.ListenAddrs(), saramaConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	controller, err := client.Controller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Partition 1, quiet, on the controller; partition 0, busy, on the
+	// other broker.
+	var other int32
+	for _, b := range client.Brokers() {
+		if b.ID() != controller.ID() {
+			other = b.ID()
+		}
+	}
+	client.Close()
+	if err := cluster.MoveTopicPartition(topic, 0, other); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.MoveTopicPartition(topic, 1, controller.ID()); err != nil {
+		t.Fatal(err)
+	}
+
+	metadataSeen := make(chan struct{}, 1)
+	stopHolding := make(chan struct{})
+	var held, heldToTheBound atomic.Int64
+	cluster.ControlKey(int16(kmsg.Metadata), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		if cluster.CurrentNode() == controller.ID() {
+			select {
+			case metadataSeen <- struct{}{}:
+			default:
+			}
+		}
+		return nil, nil, false
+	})
+	cluster.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		if cluster.CurrentNode() != controller.ID() {
+			return nil, nil, false
+		}
+		held.Add(1)
+		cluster.SleepControl(func() {
+			select {
+			case <-metadataSeen:
+			case <-stopHolding:
+			case <-time.After(20 * time.Second):
+				heldToTheBound.Add(1)
+			}
+		})
+		return nil, nil, false
+	})
+	defer close(stopHolding)
+
+	producer, err := sarama.NewSyncProducer(cluster.ListenAddrs(), saramaConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := produced{}
+	base := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	var msgs []*sarama.ProducerMessage
+	for i := range 3000 {
+		msgs = append(msgs, recordMessage(topic, 0, i, base))
+	}
+	if err := producer.SendMessages(msgs); err != nil {
+		t.Fatal(err)
+	}
+	producer.Close()
+	for _, m := range msgs {
+		want[0] = append(want[0], fromMessage(m))
+	}
+
+	// About 8 segments of 64 KiB, each uploaded with its question.
+	s := setupBackupOn(t, cluster.ListenAddrs(), []string{topic}, "", true)
+	s.patchSpec(t, `{"spec":{"compression":{"algorithm":"none"},"segmentRolloverTriggers":{"size":"64Ki"}}}`)
+	w := s.startWorker(t)
+	waitCaughtUp(t, s.bucket, topic, want, 2*time.Minute)
+	bound := heldToTheBound.Load()
+	w.stop(t)
+	assertExactly(t, s.bucket, topic, want)
+	_, st := stored(t, s.bucket, topic, 0)
+	if held.Load() == 0 || len(st.Objects) < 4 {
+		t.Fatalf("%d fetches held on the controller, %d segments stored: the test did not test", held.Load(), len(st.Objects))
+	}
+	if bound > 0 {
+		t.Errorf("%d of the %d fetches held on the controller were released only by the 20 s bound: an upload's question to the controller waited behind a fetch",
+			bound, held.Load())
+	}
 }
