@@ -14,7 +14,10 @@ type cpuPart struct {
 	functions []string
 }
 
-const compressingPart = "… of which compressing blocks"
+const (
+	compressingPart = "… of which compressing blocks"
+	storagePart     = "storage: write (volume files and fsync, or GCS requests)"
+)
 
 // backupCPUParts and restoreCPUParts split a backup's and a restore's CPU.
 var backupCPUParts = []cpuPart{
@@ -22,7 +25,7 @@ var backupCPUParts = []cpuPart{
 	{"Kafka: hand records to the partitions (sarama)", []string{"sarama.(*partitionConsumer).responseFeeder"}},
 	{"segments: encode records into blocks", []string{"segment.(*Writer).Append", "segment.(*Writer).Close"}},
 	{compressingPart, []string{"segment.Codec.compress"}},
-	{"storage: write (volume files and fsync, or GCS requests)", []string{"worker.(*partitionBackup).upload"}},
+	{storagePart, []string{"worker.(*partitionBackup).upload"}},
 	{"garbage collector", []string{"runtime.gcBgMarkWorker"}},
 }
 

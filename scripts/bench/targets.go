@@ -27,10 +27,11 @@ func renderTargets(backups []result, cores int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n### Against the targets\n\nThe targets are kcat -C's time over the ratio (%.1f s / ratio). \"Cores needed\" is the CPU "+
 		"the backup used (its own and kfake's, from the table above) over that time: what the same work would need to finish in it; "+
-		"this machine has %d. The compression column is the profile's \"%s\". kcat -C with kfake used %.1f CPU s.\n\n",
-		base.seconds, cores, strings.TrimPrefix(compressingPart, "… of which "), base.cpuSeconds+base.kfakeCPUSeconds)
+		"this machine has %d. The compression and storage columns are the profile's \"%s\" and \"%s\" over the same time "+
+		"(for a volume, storage is mostly the kernel's: copying into the page cache and writing it out). kcat -C with kfake used %.1f CPU s.\n\n",
+		base.seconds, cores, strings.TrimPrefix(compressingPart, "… of which "), storagePart, base.cpuSeconds+base.kfakeCPUSeconds)
 	b.WriteString("| backup to a volume | target | reached | while records flow | CPU s, worker + kfake | cores needed at the target | " +
-		"of which compressing | what stands in the way |\n|---|---|---|---|---|---|---|---|\n")
+		"of which compressing | of which storage | what stands in the way |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, t := range backupTargets {
 		i := -1
 		for j, r := range backups {
@@ -46,11 +47,13 @@ func renderTargets(backups []result, cores int) string {
 		targetSeconds := base.seconds / t.ratio
 		cpu := r.cpuSeconds + r.kfakeCPUSeconds
 		needed := cpu / targetSeconds
-		compressing := ""
-		var compressingCores float64
+		compressing, storing := "", ""
+		var compressingCores, storingCores float64
 		if secs, _, err := profileParts(r.profile, backupCPUParts); err == nil {
 			compressingCores = secs[compressingPart] / targetSeconds
+			storingCores = secs[storagePart] / targetSeconds
 			compressing = fmt.Sprintf("%.1f cores", compressingCores)
+			storing = fmt.Sprintf("%.1f cores", storingCores)
 		}
 		flowing, flowRatio, once := "", 0.0, 0.0
 		if r.flowMBps > 0 && base.bytes > 0 {
@@ -64,8 +67,11 @@ func renderTargets(backups []result, cores int) string {
 			why = "met"
 		case needed > float64(cores):
 			why = fmt.Sprintf("CPU: the work of this run needs %.1f cores to finish in %.1f s, this machine has %d", needed, targetSeconds, cores)
-			if compressingCores > 0 {
+			if compressingCores >= 0.05 {
 				why += fmt.Sprintf("; compressing alone, %.1f", compressingCores)
+			}
+			if storingCores >= 0.05 {
+				why += fmt.Sprintf("; writing to the volume alone, %.1f", storingCores)
 			}
 		case flowRatio >= t.ratio:
 			why = fmt.Sprintf("not CPU (%.1f cores would do), and met while records flow: %.1f s of the %.1f s are paid once, the start "+
@@ -77,8 +83,8 @@ func renderTargets(backups []result, cores int) string {
 			why = fmt.Sprintf("not CPU (%.1f cores would do), and below the target while records flow too: the run waited, on the disk "+
 				"(its fsyncs; see the dd row), on Kafka, or for cores (steal %.0f%%)", needed, r.stealPct)
 		}
-		fmt.Fprintf(&b, "| %s | %.2f× (%.1f s) | %.2f× | %s | %.1f | %.1f | %s | %s |\n",
-			t.codec, t.ratio, targetSeconds, reached, flowing, cpu, needed, compressing, why)
+		fmt.Fprintf(&b, "| %s | %.2f× (%.1f s) | %.2f× | %s | %.1f | %.1f | %s | %s | %s |\n",
+			t.codec, t.ratio, targetSeconds, reached, flowing, cpu, needed, compressing, storing, why)
 	}
 	return b.String()
 }
