@@ -161,14 +161,18 @@ func (sw *Writer) flushBlock() error {
 	if sw.blockCount == 0 {
 		return nil
 	}
-	scratch := compressBuffers.Get().(*[]byte)
-	defer compressBuffers.Put(scratch)
-	compressed, err := sw.codec.compress((*scratch)[:0], sw.block, sw.level)
-	if err != nil {
-		sw.err = fmt.Errorf("compress block: %w", err)
-		return sw.err
+	// An uncompressed block is written as it is, not copied first.
+	compressed := sw.block
+	if sw.codec != CodecNone {
+		scratch := compressBuffers.Get().(*[]byte)
+		defer compressBuffers.Put(scratch)
+		var err error
+		if compressed, err = sw.codec.compress((*scratch)[:0], sw.block, sw.level); err != nil {
+			sw.err = fmt.Errorf("compress block: %w", err)
+			return sw.err
+		}
+		*scratch = compressed
 	}
-	*scratch = compressed
 	var h [blockHeaderSize]byte
 	binary.BigEndian.PutUint32(h[0:], uint32(len(compressed)))
 	binary.BigEndian.PutUint32(h[4:], uint32(len(sw.block)))

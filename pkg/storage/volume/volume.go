@@ -89,14 +89,16 @@ func (b *Bucket) Create(ctx context.Context, name string, data io.Reader, metada
 	if err != nil {
 		return err
 	}
-	// Straight to the file, no buffer of our own: segments come in 64 KiB
-	// chunks, and a buffer per upload would cost a partition's worth of
-	// memory for each of hundreds of concurrent uploads.
+	// Straight to the file, no buffer of our own: a buffer per upload would
+	// cost a partition's worth of memory for each of hundreds of concurrent
+	// uploads. A source that writes itself out (a segment's chunks, a
+	// bytes.Reader) does so without a copy: the context is checked on the
+	// writer's side.
 	header := binary.AppendUvarint([]byte(fileMagic), uint64(len(meta)))
 	if _, err := tmp.Write(append(header, meta...)); err != nil {
 		return err
 	}
-	if _, err := io.Copy(tmp, contextReader{ctx, data}); err != nil {
+	if _, err := io.Copy(contextWriter{ctx, tmp}, data); err != nil {
 		return err
 	}
 	if err := tmp.Sync(); err != nil {
@@ -154,16 +156,18 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-type contextReader struct {
+// contextWriter stops a copy once ctx is done. It has no ReadFrom, so
+// io.Copy uses the source's WriteTo when it has one.
+type contextWriter struct {
 	ctx context.Context
-	r   io.Reader
+	w   io.Writer
 }
 
-func (c contextReader) Read(p []byte) (int, error) {
+func (c contextWriter) Write(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
 	}
-	return c.r.Read(p)
+	return c.w.Write(p)
 }
 
 // object is an open object file positioned after its metadata.
