@@ -98,6 +98,10 @@ func (b *Bucket) Create(ctx context.Context, name string, data io.Reader, metada
 	if _, err := tmp.Write(append(header, meta...)); err != nil {
 		return err
 	}
+	// Checked once before the copy too: an empty source never writes.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if _, err := io.Copy(contextWriter{ctx, tmp}, data); err != nil {
 		return err
 	}
