@@ -44,8 +44,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	armory = bin
+	// The tests' records carry fixed timestamps (restores by time need
+	// them), so time retention is off: Kafka's default of 7 days would
+	// delete them once the calendar passes them, whenever a test runs
+	// kfk.Compact (which applies retention to every topic in the cluster).
 	kfk, err = kfake.NewCluster(kfake.NumBrokers(3), kfake.ClusterID("armory-test-cluster"),
-		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
+		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608", "log.retention.ms": "-1"}))
 	if err != nil {
 		panic(err)
 	}
