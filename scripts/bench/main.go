@@ -124,6 +124,14 @@ func (o options) otherCodecs() []string {
 	return out
 }
 
+// budgetPhrase names the backup workers' memory budget as the report says it.
+func (o options) budgetPhrase() string {
+	if o.budget == "" {
+		return fmt.Sprintf("the default --memory-budget (%d MiB)", worker.DefaultMemoryBudget>>20)
+	}
+	return "--memory-budget " + o.budget
+}
+
 func (o options) runs(scenario string) bool {
 	return o.only == "" || slices.Contains(strings.Split(o.only, ","), scenario)
 }
@@ -344,7 +352,7 @@ func (b *bench) restores(vol string, records int64) ([]result, error) {
 }
 
 // wideBackup backs up wideTopics topics of 3 partitions, wideMiB in all, on
-// a cluster of their own, at the default memory budget, and checks every
+// a cluster of their own, at the workers' memory budget, and checks every
 // record is stored exactly once.
 func (b *bench) wideBackup() (result, error) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
@@ -377,7 +385,7 @@ func (b *bench) wideBackup() (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	r.name = fmt.Sprintf("armory worker --backup → volume (zstd), %d topics × %d partitions, default --memory-budget", len(topics), partitions)
+	r.name = fmt.Sprintf("armory worker --backup → volume (zstd), %d topics × %d partitions, %s", len(topics), partitions, b.budgetPhrase())
 	if err := checkExactlyOnce(b.ctx, vb, topics, partitions, perTopic); err != nil {
 		return result{}, err
 	}
@@ -953,8 +961,8 @@ func renderReport(o options, rep *report, segmentBench string) string {
 		fmt.Fprintf(&b, "%d records (16-byte key, %d-byte JSON-like value), %d partitions, on kfake with 3 brokers sharing the machine's cores "+
 			"with the reader. Each reader starts from the beginning of the topic; the worker's time runs from its start (API reads, Lease, "+
 			"connecting) to every record stored (volume: fsynced files; GCS: fake-gcs-server in memory, a correctness stand-in, not a speed "+
-			"reference), with the compression shown, the default 16 MiB segments, the default --memory-budget, and a 1 s rollover timeout "+
-			"(so up to about 1 s of the last segment's wait is included).\n\n", rep.records, valueSize, partitions)
+			"reference), with the compression shown, the default 16 MiB segments, %s, and a 1 s rollover timeout "+
+			"(so up to about 1 s of the last segment's wait is included).\n\n", rep.records, valueSize, partitions, o.budgetPhrase())
 		base := result{}
 		if strings.Contains(rep.backups[0].name, "baseline") {
 			base = rep.backups[0]
@@ -1070,8 +1078,8 @@ func renderReport(o options, rep *report, segmentBench string) string {
 	if len(rep.wide) > 0 {
 		r := rep.wide[0]
 		fmt.Fprintf(&b, "\n## A wide backup: %d topics × %d partitions\n\n%d MiB of the same records across %d partitions on a kfake cluster of "+
-			"their own, backed up to a volume at the default --memory-budget (%d MiB), zstd, 16 MiB segments, 1 s rollover timeout. ",
-			o.wideTopics, partitions, o.wideMiB, o.wideTopics*partitions, worker.DefaultMemoryBudget>>20)
+			"their own, backed up to a volume at %s, zstd, 16 MiB segments, 1 s rollover timeout. ",
+			o.wideTopics, partitions, o.wideMiB, o.wideTopics*partitions, o.budgetPhrase())
 		if r.checked {
 			b.WriteString("After the run every stored segment was decoded: each partition holds its records from offset 0, in order, none missing or repeated.")
 		}
