@@ -285,7 +285,9 @@ func TestRoundTrip(t *testing.T) {
 	for i := range 3 {
 		topic := unique("round.trip")
 		topics = append(topics, topic)
-		createTopic(t, topic, 3, map[string]string{"retention.ms": "604800000", "max.message.bytes": "2097152"})
+		// A retention of 100 years: the records' fixed timestamps must
+		// outlive a parallel test's kfk.Compact, which applies retention.
+		createTopic(t, topic, 3, map[string]string{"retention.ms": "3153600000000", "max.message.bytes": "2097152"})
 		want[topic] = produced{}
 		produce(t, topic, 3, 10_000, want[topic])
 		if i == 0 {
@@ -325,7 +327,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	found := 0
 	for _, c := range configs {
-		if (c.Name == "retention.ms" && c.Value == "604800000") || (c.Name == "max.message.bytes" && c.Value == "2097152") {
+		if (c.Name == "retention.ms" && c.Value == "3153600000000") || (c.Name == "max.message.bytes" && c.Value == "2097152") {
 			found++
 		}
 	}
