@@ -92,6 +92,19 @@ func TestTargets(t *testing.T) {
 	if strings.Contains(got, "tmpfs") {
 		t.Errorf("the targets are for the disk volume's backups:\n%s", got)
 	}
+	if strings.Contains(got, "the disk alone") {
+		t.Errorf("no dd row, yet the disk is blamed:\n%s", got)
+	}
+	// A disk that writes at 0.8× kcat (2.5 s for kcat's 2) stands in the
+	// way of none's 0.9×, not of lz4's 0.6×, already met.
+	backups = append(backups, result{name: "dd bs=64k conv=fsync to the volume's disk (the disk's speed)", seconds: 2.5, bytes: mb})
+	got = renderTargets(backups, 2)
+	if !strings.Contains(got, "(steal 27%); and the disk alone (the dd row) writes at 0.80× kcat -C: a backup that stores every byte on it cannot reach 0.90× |") {
+		t.Errorf("a disk slower than none's target is not named:\n%s", got)
+	}
+	if strings.Count(got, "the disk alone") != 1 {
+		t.Errorf("the disk is blamed where it is fast enough (0.8× against lz4's 0.6×, zstd's 0.5×), or where a target is met:\n%s", got)
+	}
 	if got := renderTargets(backups[1:], 2); got != "" {
 		t.Errorf("without the kcat baseline there is nothing to compare: %q", got)
 	}

@@ -18,12 +18,20 @@ var backupTargets = []struct {
 // cores than the machine has (the reader's and kfake's, which serves the
 // records on the same cores); or, when it would fit and the rate while
 // records flow meets the target, the costs a run pays once (its start, the
-// last segment's rollover wait); or else waiting.
+// last segment's rollover wait); or else waiting. When the disk alone (the
+// dd row) is slower than a target, no backup to it can meet it, whatever
+// the cores: that is said too.
 func renderTargets(backups []result, cores int) string {
 	if len(backups) == 0 || !strings.Contains(backups[0].name, "baseline") {
 		return ""
 	}
 	base := backups[0]
+	diskRatio := 0.0
+	for _, r := range backups {
+		if strings.HasPrefix(r.name, "dd ") && r.seconds > 0 {
+			diskRatio = base.seconds / r.seconds
+		}
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n### Against the targets\n\nThe targets are kcat -C's time over the ratio (%.1f s / ratio). \"Cores needed\" is the CPU "+
 		"the backup used (its own and kfake's, from the table above) over that time: what the same work would need to finish in it; "+
@@ -82,6 +90,9 @@ func renderTargets(backups []result, cores int) string {
 			// hypervisor gave to others.
 			why = fmt.Sprintf("not CPU (%.1f cores would do), and below the target while records flow too: the run waited, on the disk "+
 				"(its fsyncs; see the dd row), on Kafka, or for cores (steal %.0f%%)", needed, r.stealPct)
+		}
+		if why != "met" && diskRatio > 0 && diskRatio < t.ratio {
+			why += fmt.Sprintf("; and the disk alone (the dd row) writes at %.2f× kcat -C: a backup that stores every byte on it cannot reach %.2f×", diskRatio, t.ratio)
 		}
 		fmt.Fprintf(&b, "| %s | %.2f× (%.1f s) | %.2f× | %s | %.1f | %.1f | %s | %s | %s |\n",
 			t.codec, t.ratio, targetSeconds, reached, flowing, cpu, needed, compressing, storing, why)
