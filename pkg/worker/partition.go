@@ -272,6 +272,10 @@ type filledSegment struct {
 	stop error
 }
 
+// takeAtOnce bounds the records fill takes from the consumer's channel
+// between two looks at its other cases (sarama's channel holds at most 256).
+const takeAtOnce = 256
+
 // fill reads records into a new segment starting at position start until it
 // reaches the size or age limit, the memory budget asks for it, drain is
 // closed, or Kafka reports an error. prev is the upload of the segment
@@ -331,19 +335,40 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 				}
 				break // upload what was read
 			}
-			if msg.Offset < start {
-				continue // a compressed batch can begin before the requested offset
+			// The records already waiting in the channel are taken here,
+			// not through the select one by one: its seven cases cost an
+			// uncompressed backup a tenth of its CPU. The other cases wait
+			// for at most takeAtOnce records.
+			full := false
+			for n := 1; ; n++ {
+				// A compressed batch can begin before the requested offset.
+				if msg.Offset >= start {
+					toRecord(msg, &rec)
+					if err := w.Append(&rec); err != nil {
+						return seg, err
+					}
+					records++
+					if records == 1 {
+						rollTimer = clk.After(p.settings.rollAge)
+					}
+					p.share.setOpen(held())
+					if full = w.Summary().Bytes >= p.settings.rollBytes; full {
+						break
+					}
+				}
+				if n == takeAtOnce {
+					break
+				}
+				select {
+				case msg, ok = <-msgs:
+				default:
+					ok = false
+				}
+				if !ok {
+					break // none waiting, or closed: the select sees which
+				}
 			}
-			toRecord(msg, &rec)
-			if err := w.Append(&rec); err != nil {
-				return seg, err
-			}
-			records++
-			if records == 1 {
-				rollTimer = clk.After(p.settings.rollAge)
-			}
-			p.share.setOpen(held())
-			if w.Summary().Bytes < p.settings.rollBytes {
+			if !full {
 				continue
 			}
 		case <-p.share.roll:

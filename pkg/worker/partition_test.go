@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -301,6 +302,71 @@ func TestFillStopsWhenTheConsumerCloses(t *testing.T) {
 		if sum.Records != int64(n) || (n == 0) != (data == nil) {
 			t.Errorf("%d messages: a segment of %d records (data %v)", n, sum.Records, data)
 		}
+	}
+}
+
+// TestFillTakesWaitingRecordsWithoutLosingOne: records that wait in the
+// consumer's channel, more than fill takes at once, some before the
+// requested offset (a compressed batch's head), fill segments that close by
+// size mid-way through what waits; the next fill goes on with the very next
+// record, so the segments hold each record once, in order.
+func TestFillTakesWaitingRecordsWithoutLosingOne(t *testing.T) {
+	m := newMetrics(prometheus.NewRegistry())
+	budget := newMemoryBudget(DefaultMemoryBudget)
+	p := &partitionBackup{topic: "t", metrics: m, progress: newProgress(m).partition("t", 0),
+		budget: budget, share: budget.join(),
+		settings: segmentSettings{codec: segment.CodecNone, rollBytes: 2_000, rollAge: time.Minute}}
+	const first, start, last = 5, 10, 5 + 3*takeAtOnce
+	c := &closedConsumer{msgs: make(chan *sarama.ConsumerMessage, last-first+1), errs: make(chan *sarama.ConsumerError)}
+	for o := first; o <= last; o++ {
+		c.msgs <- &sarama.ConsumerMessage{Topic: "t", Offset: int64(o), Value: []byte(fmt.Sprintf("value-%05d", o))}
+	}
+	close(c.msgs)
+	next, segments := int64(start), 0
+	for range last {
+		seg, err := p.fill(context.Background(), nil, c, next, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seg.data == nil {
+			break
+		}
+		segments++
+		var data bytes.Buffer
+		if _, err := io.Copy(&data, seg.data.Reader()); err != nil {
+			t.Fatal(err)
+		}
+		seg.data.Release()
+		recs, sum, err := segment.Decode(data.Bytes(), "t/0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum.Start != next {
+			t.Fatalf("segment %d starts at %d, want %d", segments, sum.Start, next)
+		}
+		for _, r := range recs {
+			if r.Offset != next || string(r.Value) != fmt.Sprintf("value-%05d", next) {
+				t.Fatalf("segment %d: record at offset %d (%q), want offset %d", segments, r.Offset, r.Value, next)
+			}
+			next++
+		}
+		if sum.End != next {
+			t.Fatalf("segment %d ends at %d, its records at %d", segments, sum.End, next)
+		}
+		if errors.Is(seg.stop, errConsumerClosed) {
+			break
+		}
+		if sum.Bytes < p.settings.rollBytes {
+			t.Fatalf("segment %d closed at %d bytes, under its %d, with records waiting", segments, sum.Bytes, p.settings.rollBytes)
+		}
+	}
+	if next != last+1 {
+		t.Errorf("the segments hold offsets %d to %d, want %d to %d", start, next-1, start, last)
+	}
+	// 764 records of 11 bytes in segments closed at 2,000 bytes: about
+	// 180 records each, so segments close within takes and across them.
+	if segments < 4 {
+		t.Errorf("%d segments: the test did not close segments mid-take", segments)
 	}
 }
 
