@@ -75,9 +75,9 @@ func TestTargets(t *testing.T) {
 	}
 	got := renderTargets(backups, 2)
 	for _, want := range []string{
-		"| zstd | 0.50× (4.0 s) | 0.25× |  | 10.0 | 2.5 |  |  | CPU: the work of this run needs 2.5 cores to finish in 4.0 s, this machine has 2 |",
-		"| lz4 | 0.60× (3.3 s) | 0.67× |  | 4.0 | 1.2 |  |  | met |",
-		"| none | 0.90× (2.2 s) | 0.57× | 1.00× | 3.2 | 1.4 |  |  | not CPU (1.4 cores would do), and met while records flow: 1.5 s of the 3.5 s are paid once",
+		"| zstd | 0.50× (4.0 s) | 0.25× |  | 10.0 | 2.50 |  |  | CPU: the work of this run needs 2.50 cores to finish in 4.0 s, this machine has 2 |",
+		"| lz4 | 0.60× (3.3 s) | 0.67× |  | 4.0 | 1.20 |  |  | met |",
+		"| none | 0.90× (2.2 s) | 0.57× | 1.00× | 3.2 | 1.44 |  |  | not CPU (1.4 cores would do), and met while records flow: 1.5 s of the 3.5 s are paid once",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("no %q in\n%s", want, got)

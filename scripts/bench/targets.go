@@ -74,7 +74,7 @@ func renderTargets(backups []result, cores int) string {
 		case reached >= t.ratio:
 			why = "met"
 		case needed > float64(cores):
-			why = fmt.Sprintf("CPU: the work of this run needs %.1f cores to finish in %.1f s, this machine has %d", needed, targetSeconds, cores)
+			why = fmt.Sprintf("CPU: the work of this run needs %.2f cores to finish in %.1f s, this machine has %d", needed, targetSeconds, cores)
 			if compressingCores >= 0.05 {
 				why += fmt.Sprintf("; compressing alone, %.1f", compressingCores)
 			}
@@ -94,7 +94,7 @@ func renderTargets(backups []result, cores int) string {
 		if why != "met" && diskRatio > 0 && diskRatio < t.ratio {
 			why += fmt.Sprintf("; and the disk alone (the dd row) writes at %.2f× kcat -C: a backup that stores every byte on it cannot reach %.2f×", diskRatio, t.ratio)
 		}
-		fmt.Fprintf(&b, "| %s | %.2f× (%.1f s) | %.2f× | %s | %.1f | %.1f | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %.2f× (%.1f s) | %.2f× | %s | %.1f | %.2f | %s | %s | %s |\n",
 			t.codec, t.ratio, targetSeconds, reached, flowing, cpu, needed, compressing, storing, why)
 	}
 	return b.String()
