@@ -285,14 +285,20 @@ func (c *closedConsumer) Messages() <-chan *sarama.ConsumerMessage { return c.ms
 func (c *closedConsumer) Errors() <-chan *sarama.ConsumerError     { return c.errs }
 func (c *closedConsumer) HighWaterMarkOffset() int64               { return 3 }
 
+// newFillPartition is a partition backup for fill alone: uncompressed
+// segments that close at rollBytes, a default budget of its own.
+func newFillPartition(rollBytes int64) *partitionBackup {
+	m := newMetrics(prometheus.NewRegistry())
+	budget := newMemoryBudget(DefaultMemoryBudget)
+	return &partitionBackup{topic: "t", metrics: m, progress: newProgress(m).partition("t", 0),
+		budget: budget, share: budget.join(),
+		settings: segmentSettings{codec: segment.CodecNone, rollBytes: rollBytes, rollAge: time.Minute}}
+}
+
 // TestFillStopsWhenTheConsumerCloses: closed channels end the segment with
 // what was read (no panic, no busy loop), and say why.
 func TestFillStopsWhenTheConsumerCloses(t *testing.T) {
-	m := newMetrics(prometheus.NewRegistry())
-	budget := newMemoryBudget(DefaultMemoryBudget)
-	p := &partitionBackup{topic: "t", metrics: m, progress: newProgress(m).partition("t", 0),
-		budget: budget, share: budget.join(),
-		settings: segmentSettings{codec: segment.CodecNone, rollBytes: 1 << 20, rollAge: time.Minute}}
+	p := newFillPartition(1 << 20)
 	for _, n := range []int{0, 3} {
 		seg, err := p.fill(context.Background(), nil, newClosedConsumer(n), 0, nil)
 		data, sum, stop := seg.data, seg.sum, seg.stop
@@ -311,11 +317,7 @@ func TestFillStopsWhenTheConsumerCloses(t *testing.T) {
 // size mid-way through what waits; the next fill goes on with the very next
 // record, so the segments hold each record once, in order.
 func TestFillTakesWaitingRecordsWithoutLosingOne(t *testing.T) {
-	m := newMetrics(prometheus.NewRegistry())
-	budget := newMemoryBudget(DefaultMemoryBudget)
-	p := &partitionBackup{topic: "t", metrics: m, progress: newProgress(m).partition("t", 0),
-		budget: budget, share: budget.join(),
-		settings: segmentSettings{codec: segment.CodecNone, rollBytes: 2_000, rollAge: time.Minute}}
+	p := newFillPartition(2_000)
 	const first, start, last = 5, 10, 5 + 3*takeAtOnce
 	c := &closedConsumer{msgs: make(chan *sarama.ConsumerMessage, last-first+1), errs: make(chan *sarama.ConsumerError)}
 	for o := first; o <= last; o++ {
@@ -375,11 +377,7 @@ func TestFillTakesWaitingRecordsWithoutLosingOne(t *testing.T) {
 // failed (storage would hold it past a hole); its records are read again
 // after the next listing. After an upload that succeeded, it fills on.
 func TestFillDropsItsSegmentWhenThePreviousUploadFails(t *testing.T) {
-	m := newMetrics(prometheus.NewRegistry())
-	budget := newMemoryBudget(DefaultMemoryBudget)
-	p := &partitionBackup{topic: "t", metrics: m, progress: newProgress(m).partition("t", 0),
-		budget: budget, share: budget.join(),
-		settings: segmentSettings{codec: segment.CodecNone, rollBytes: 3, rollAge: time.Minute}}
+	p := newFillPartition(3)
 	openConsumer := func() *closedConsumer { // three messages, channels left open
 		c := &closedConsumer{msgs: make(chan *sarama.ConsumerMessage, 3), errs: make(chan *sarama.ConsumerError)}
 		for i := range 3 {
@@ -397,8 +395,8 @@ func TestFillDropsItsSegmentWhenThePreviousUploadFails(t *testing.T) {
 	if !errors.Is(err, uploadErr) || data != nil || stop != nil {
 		t.Fatalf("after the previous upload failed: data %v, stop %v, err %v; want no segment and the upload's error", data, stop, err)
 	}
-	if p.share.open != 0 || budget.held != 0 {
-		t.Errorf("the dropped segment still counts in the budget: open %d, held %d", p.share.open, budget.held)
+	if p.share.open != 0 || p.budget.held != 0 {
+		t.Errorf("the dropped segment still counts in the budget: open %d, held %d", p.share.open, p.budget.held)
 	}
 
 	stored := &segmentUpload{done: make(chan struct{})}
@@ -409,8 +407,8 @@ func TestFillDropsItsSegmentWhenThePreviousUploadFails(t *testing.T) {
 		t.Fatalf("after the previous upload was stored: %d records [%d, %d), stop %v, err %v; want records 10-12", sum.Records, sum.Start, sum.End, stop, err)
 	}
 	p.drop(data)
-	if budget.held != 0 {
-		t.Errorf("held %d after the segment was dropped", budget.held)
+	if p.budget.held != 0 {
+		t.Errorf("held %d after the segment was dropped", p.budget.held)
 	}
 }
 
