@@ -1184,7 +1184,7 @@ func flowRate(log []byte) float64 {
 
 // rssOverBudgetMiB is docs/worker.md's constant: a backup worker's peak RSS
 // stays under its --memory-budget plus this.
-const rssOverBudgetMiB = 64
+const rssOverBudgetMiB = 96
 
 // againstBound compares a peak RSS at the default budget with
 // docs/worker.md's bound, budget + rssOverBudgetMiB.
