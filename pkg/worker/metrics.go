@@ -4,6 +4,7 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // metrics are the worker's Prometheus metrics.
 type metrics struct {
+	recordsRead      *prometheus.CounterVec
 	recordsStored    *prometheus.CounterVec
 	bytesStored      *prometheus.CounterVec
 	segmentsUploaded *prometheus.CounterVec
@@ -18,6 +19,9 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
+		recordsRead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "armory_worker_records_read_total", Help: "Records read from Kafka into segments, by topic; a record read again after a failed upload or a restart counts again.",
+		}, []string{"topic"}),
 		recordsStored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "armory_worker_records_stored_total", Help: "Records stored in uploaded segments, by topic.",
 		}, []string{"topic"}),
@@ -50,6 +54,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "armory_worker_lease_held", Help: "1 while this worker holds its resource's Lease.",
 		}),
 	}
-	reg.MustRegister(m.recordsStored, m.bytesStored, m.segmentsUploaded, m.uploadDuration, m.lag, m.openRecords, m.earlyCloses, m.gaps, m.errors, m.leaseHeld)
+	reg.MustRegister(m.recordsRead, m.recordsStored, m.bytesStored, m.segmentsUploaded, m.uploadDuration, m.lag, m.openRecords, m.earlyCloses, m.gaps, m.errors, m.leaseHeld)
 	return m
 }

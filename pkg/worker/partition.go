@@ -312,6 +312,7 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 	defer progressTicker.Stop()
 	openRecords := p.metrics.openRecords.WithLabelValues(p.topic, strconv.Itoa(int(p.partition)))
 	defer openRecords.Set(0)
+	recordsRead := p.metrics.recordsRead.WithLabelValues(p.topic)
 	msgs, errs := pc.Messages(), pc.Errors()
 	var prevDone <-chan struct{}
 	if prev != nil {
@@ -339,7 +340,7 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 			// not through the select one by one: its seven cases cost an
 			// uncompressed backup about an eighth of its CPU. The other
 			// cases wait for at most takeAtOnce records.
-			full := false
+			full, before := false, records
 			for n := 1; ; n++ {
 				// A compressed batch can begin before the requested offset.
 				if msg.Offset >= start {
@@ -368,6 +369,7 @@ func (p *partitionBackup) fill(ctx context.Context, drain <-chan struct{}, pc sa
 					break // none waiting, or closed: the select sees which
 				}
 			}
+			recordsRead.Add(float64(records - before))
 			if !full {
 				continue
 			}

@@ -365,6 +365,10 @@ func TestFillTakesWaitingRecordsWithoutLosingOne(t *testing.T) {
 	if next != last+1 {
 		t.Errorf("the segments hold offsets %d to %d, want %d to %d", start, next-1, start, last)
 	}
+	// The records before start were delivered but not read into a segment.
+	if got := testutil.ToFloat64(p.metrics.recordsRead.WithLabelValues("t")); got != last-start+1 {
+		t.Errorf("armory_worker_records_read_total = %v, want %d", got, last-start+1)
+	}
 	// 764 records of 11 bytes in segments closed at 2,000 bytes: about
 	// 180 records each, so segments close within takes and across them.
 	if segments < 4 {
