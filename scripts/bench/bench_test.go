@@ -77,7 +77,7 @@ func TestTargets(t *testing.T) {
 	for _, want := range []string{
 		"| zstd | 0.50× (4.0 s) | 0.25× |  | 10.0 | 2.50 |  |  | CPU: the work of this run needs 2.50 cores to finish in 4.0 s, this machine has 2 |",
 		"| lz4 | 0.60× (3.3 s) | 0.67× |  | 4.0 | 1.20 |  |  | met |",
-		"| none | 0.90× (2.2 s) | 0.57× | 1.00× | 3.2 | 1.44 |  |  | not CPU (1.4 cores would do), and met while records flow: 1.5 s of the 3.5 s are paid once",
+		"| none | 0.90× (2.2 s) | 0.57× | 1.00× | 3.2 | 1.44 |  |  | not CPU (1.44 cores would do), and met while records flow: 1.5 s of the 3.5 s are paid once",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("no %q in\n%s", want, got)
@@ -85,7 +85,7 @@ func TestTargets(t *testing.T) {
 	}
 	// The same none backup, flowing at 0.8× only: it waited.
 	backups[3].flowMBps, backups[3].stealPct = 400, 27
-	if got := renderTargets(backups, 2); !strings.Contains(got, "not CPU (1.4 cores would do), and below the target while records flow too: "+
+	if got := renderTargets(backups, 2); !strings.Contains(got, "not CPU (1.44 cores would do), and below the target while records flow too: "+
 		"the run waited, on the disk (its fsyncs; see the dd row), on Kafka, or for cores (steal 27%) |") {
 		t.Errorf("a backup below its target while records flow, without the CPU to blame:\n%s", got)
 	}

@@ -18,7 +18,7 @@ var backupTargets = []struct {
 // cores than the machine has (the reader's and kfake's, which serves the
 // records on the same cores); or, when it would fit and the rate while
 // records flow meets the target, the costs a run pays once (its start, the
-// last segment's rollover wait); or else waiting. When the disk alone (the
+// drain of the last segments); or else waiting. When the disk alone (the
 // dd row) is slower than a target, no backup to it can meet it, whatever
 // the cores: that is said too.
 func renderTargets(backups []result, cores int) string {
@@ -82,13 +82,13 @@ func renderTargets(backups []result, cores int) string {
 				why += fmt.Sprintf("; writing to the volume alone, %.1f", storingCores)
 			}
 		case flowRatio >= t.ratio:
-			why = fmt.Sprintf("not CPU (%.1f cores would do), and met while records flow: %.1f s of the %.1f s are paid once, the start "+
-				"and the last segment's wait for its rollover timeout (a continuous backup cannot know the topic ended)", needed, once, r.seconds)
+			why = fmt.Sprintf("not CPU (%.2f cores would do), and met while records flow: %.1f s of the %.1f s are paid once, the start "+
+				"and the drain of the last segments", needed, once, r.seconds)
 		default:
 			// Neither the cores nor the costs paid once account for it:
 			// the run waited, on the disk, on Kafka, or for the cores the
 			// hypervisor gave to others.
-			why = fmt.Sprintf("not CPU (%.1f cores would do), and below the target while records flow too: the run waited, on the disk "+
+			why = fmt.Sprintf("not CPU (%.2f cores would do), and below the target while records flow too: the run waited, on the disk "+
 				"(its fsyncs; see the dd row), on Kafka, or for cores (steal %.0f%%)", needed, r.stealPct)
 		}
 		if why != "met" && diskRatio > 0 && diskRatio < t.ratio {
