@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +22,7 @@ func TestBenchRunsAtATinySize(t *testing.T) {
 	}
 	_, err := exec.LookPath("kcat")
 	out := filepath.Join(t.TempDir(), "BENCHMARKS.md")
-	o := options{mib: 4, rssFactor: 2, wideTopics: 4, wideMiB: 4, ctrlBackups: 20, ctrlNS: 4, ctrlSteady: 5 * time.Second, codecs: "zstd,zstd-fastest,lz4,none",
+	o := options{mib: 4, rounds: 2, rssFactor: 2, wideTopics: 4, wideMiB: 4, ctrlBackups: 20, ctrlNS: 4, ctrlSteady: 5 * time.Second, codecs: "zstd,zstd-fastest,lz4,none",
 		out: out, kcat: err == nil}
 	if err := run(o); err != nil {
 		t.Fatal(err)
@@ -33,7 +34,7 @@ func TestBenchRunsAtATinySize(t *testing.T) {
 	report := string(data)
 	for _, want := range []string{
 		"## Backup of a 4 MiB topic", "→ volume (zstd)", "→ volume (zstd, level fastest)", "→ volume (lz4)", "→ volume (none)", "→ gcs (zstd)",
-		"### While records flow",
+		"### While records flow", "ran in 2 rounds",
 		"## Restore of that backup", "armory worker --restore", "### Where the restore's CPU goes",
 		"## Memory does not grow with the topic", "Peak RSS ratio",
 		"## A wide backup: 4 topics × 3 partitions", "none missing or repeated",
@@ -130,5 +131,24 @@ func TestFlowRate(t *testing.T) {
 	}
 	if got := flowRate([]byte(line("14:18:10.000000", 0, 5))); got != 0 {
 		t.Errorf("flowRate of one segment = %v, want 0 (unknown)", got)
+	}
+}
+
+// TestMiddleRun: a reader run in rounds is reported by its run of the middle
+// time, whole (its other figures from that run), with every run's seconds
+// in the order they ran.
+func TestMiddleRun(t *testing.T) {
+	runs := []result{{seconds: 9, cpuSeconds: 1}, {seconds: 7, cpuSeconds: 2}, {seconds: 8, cpuSeconds: 3}}
+	if r := middleRun(runs); r.seconds != 8 || r.cpuSeconds != 3 || !slices.Equal(r.rounds, []float64{9, 7, 8}) {
+		t.Errorf("middle of 9, 7, 8 s = %+v", r)
+	}
+	if r := middleRun(runs[:2]); r.seconds != 7 || r.cpuSeconds != 2 {
+		t.Errorf("middle of 9, 7 s = %+v, want the faster", r)
+	}
+	if r := middleRun(runs[:1]); r.seconds != 9 || len(r.rounds) != 1 {
+		t.Errorf("middle of one run = %+v", r)
+	}
+	if runs[0].seconds != 9 || runs[0].rounds != nil {
+		t.Errorf("middleRun changed its argument: %+v", runs)
 	}
 }

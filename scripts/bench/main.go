@@ -9,6 +9,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -69,11 +70,15 @@ type result struct {
 	checked  bool    // every stored record decoded and compared
 	profile  string  // its CPU profile
 	flowMBps float64 // a backup's rate while records flow (flowRate); 0 if unknown
+	// rounds are the seconds of every run when the result is the middle
+	// one of several (middleRun), in the order they ran.
+	rounds []float64
 }
 
 // options say what one bench run measures, and at what sizes.
 type options struct {
 	mib          int // the main topic's MiB of values
+	rounds       int // rounds of kcat -C and the disk volume backups (middleRun)
 	rssFactor    int // the second topic for the RSS comparison is this many times larger
 	wideTopics   int // topics of the wide backup (3 partitions each)
 	wideMiB      int // MiB of values across the wide backup
@@ -92,6 +97,7 @@ type options struct {
 func main() {
 	var o options
 	flag.IntVar(&o.mib, "mib", 1100, "MiB of record values in the main topic (at least 1024 for the published figures)")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the backups beside kcat -C: each reader is reported by its middle run")
 	flag.IntVar(&o.rssFactor, "rss-factor", 4, "the RSS comparison backs up a second topic this many times larger than the main one")
 	flag.IntVar(&o.wideTopics, "wide-topics", 200, "topics of 3 partitions in the wide backup")
 	flag.IntVar(&o.wideMiB, "wide-mib", 600, "MiB of record values across the wide backup's topics")
@@ -197,29 +203,59 @@ func run(o options) error {
 	}
 	var zstdVolume string // the zstd volume backup, for the restore
 	if o.runs("backup") || o.runs("restore") || o.runs("rss") {
-		if o.kcat && o.runs("backup") {
-			kc, err := runKcat(b.brokers, topic, rep.records)
-			if err != nil {
-				return err
+		// The readers the targets compare run in rounds, each round every
+		// reader once in turn, and each is reported by its middle run: this
+		// VM's speed drifts by a third between minutes, which one run each
+		// would put between a reader and its baseline.
+		codecs := []string{"zstd"}
+		rounds := 1
+		if o.runs("backup") {
+			codecs, rounds = append(codecs, o.otherCodecs()...), max(o.rounds, 1)
+		}
+		kcats, byCodec := []result(nil), map[string][]result{}
+		for round := range rounds {
+			if rounds > 1 {
+				fmt.Printf("round %d of %d\n", round+1, rounds)
 			}
-			rep.backups = append(rep.backups, kc)
+			if o.kcat && o.runs("backup") {
+				kc, err := runKcat(b.brokers, topic, rep.records)
+				if err != nil {
+					return err
+				}
+				kcats = append(kcats, kc)
+			}
+			for _, codec := range codecs {
+				name := "volume-" + codec
+				if codec == "zstd" {
+					name = "volume" // the restore's source
+				}
+				if round > 0 {
+					name += fmt.Sprintf("-round%d", round+1)
+				}
+				r, vol, err := b.backupToVolume(name, codec, topic, partitions, rep.records)
+				if err != nil {
+					return err
+				}
+				if codec == "zstd" && round == 0 {
+					zstdVolume = vol
+				} else {
+					_ = os.RemoveAll(vol) // the disk: keep only the restore's source
+				}
+				byCodec[codec] = append(byCodec[codec], r)
+			}
 		}
-		r, vol, err := b.backupToVolume("volume", "zstd", topic, partitions, rep.records)
-		if err != nil {
-			return err
+		if len(kcats) > 0 {
+			rep.backups = append(rep.backups, middleRun(kcats))
 		}
-		zstdVolume = vol
-		rep.backups = append(rep.backups, r)
-		rep.rss = append(rep.rss, r)
+		for _, codec := range codecs {
+			r := middleRun(byCodec[codec])
+			rep.backups = append(rep.backups, r)
+			if codec == "zstd" {
+				rep.rss = append(rep.rss, r)
+			}
+		}
 	}
 	if o.runs("backup") {
-		for _, codec := range o.otherCodecs() {
-			r, _, err := b.backupToVolume("volume-"+codec, codec, topic, partitions, rep.records)
-			if err != nil {
-				return err
-			}
-			rep.backups = append(rep.backups, r)
-		}
 		// The disk bounds a volume backup: its own speed, and the worker
 		// on a volume in memory, show what is the disk's and what the
 		// worker's.
@@ -297,6 +333,18 @@ func run(o options) error {
 	text := renderReport(o, rep, segmentBench)
 	fmt.Println(text)
 	return os.WriteFile(o.out, []byte(text), 0o644)
+}
+
+// middleRun is the run of the middle time (of an even count, the faster
+// of the two middle ones), with every run's seconds beside it.
+func middleRun(runs []result) result {
+	sorted := slices.Clone(runs)
+	slices.SortStableFunc(sorted, func(a, b result) int { return cmp.Compare(a.seconds, b.seconds) })
+	r := sorted[(len(sorted)-1)/2]
+	for _, run := range runs {
+		r.rounds = append(r.rounds, run.seconds)
+	}
+	return r
 }
 
 // backupToVolume backs topic up into a new volume folder with codec.
@@ -985,7 +1033,13 @@ func renderReport(o options, rep *report, segmentBench string) string {
 			"(SIGTERM as soon as its armory_worker_records_read_total reaches the topic's records, polled every 10 ms): "+
 			"it drains, closing and uploading every open segment at once, and its time ends when the last one is stored. "+
 			"Without that, the last segment of each partition would wait for its rollover timeout: a continuous backup cannot know "+
-			"that the topic ended.\n\n", rep.records, valueSize, partitions, o.budgetPhrase())
+			"that the topic ended.", rep.records, valueSize, partitions, o.budgetPhrase())
+		if o.rounds > 1 {
+			fmt.Fprintf(&b, " kcat -C and the backups to the disk volume ran in %d rounds, each round every one of them once, in the order "+
+				"of the table: each row is its middle run (the seconds of every run are in brackets, in the order they ran), all its other "+
+				"figures from that run. The runs to tmpfs and GCS ran once.", o.rounds)
+		}
+		b.WriteString("\n\n")
 		base := result{}
 		if strings.Contains(rep.backups[0].name, "baseline") {
 			base = rep.backups[0]
@@ -1007,7 +1061,15 @@ func renderReport(o options, rep *report, segmentBench string) string {
 			if r.kfakeCPUSeconds > 0 {
 				kfakeCPU = fmt.Sprintf("%.1f", r.kfakeCPUSeconds)
 			}
-			fmt.Fprintf(&b, "| %s | %.1f | %.0f | %s | %s | %s | %s | %.0f | %s | %s | %s |\n", r.name, r.seconds,
+			seconds := fmt.Sprintf("%.1f", r.seconds)
+			if len(r.rounds) > 1 {
+				each := make([]string, len(r.rounds))
+				for i, s := range r.rounds {
+					each[i] = fmt.Sprintf("%.1f", s)
+				}
+				seconds += " (" + strings.Join(each, ", ") + ")"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %s | %s | %.0f | %s | %s | %s |\n", r.name, seconds,
 				float64(r.bytes)/r.seconds/1e6, perSecond, ratio(r, base), cpuCell(r), kfakeCPU, r.stealPct, rss, stored, segments)
 		}
 		b.WriteString("\nCPU s is the reader's own; kfake CPU s is the bench's process meanwhile, where kfake serves the records (and, for GCS, " +
