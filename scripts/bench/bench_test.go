@@ -34,7 +34,7 @@ func TestBenchRunsAtATinySize(t *testing.T) {
 	report := string(data)
 	for _, want := range []string{
 		"## Backup of a 4 MiB topic", "→ volume (zstd)", "→ volume (zstd, level fastest)", "→ volume (lz4)", "→ volume (none)", "→ gcs (zstd)",
-		"### While records flow", "ran in 2 rounds",
+		"### While records flow", "ran in 2 rounds", "Page faults are the worker's minor faults",
 		"## Restore of that backup", "armory worker --restore", "### Where the restore's CPU goes",
 		"## Memory does not grow with the topic", "Peak RSS ratio",
 		"## A wide backup: 4 topics × 3 partitions", "none missing or repeated",
@@ -74,7 +74,7 @@ func TestTargets(t *testing.T) {
 		{name: "armory worker --backup → volume (none)", seconds: 3.5, bytes: mb, cpuSeconds: 2.2, kfakeCPUSeconds: 1, flowMBps: 500},
 		{name: "armory worker --backup → volume on tmpfs (none)", seconds: 1, bytes: mb},
 	}
-	got := renderTargets(backups, 2)
+	got := renderTargets(backups, 2, 0)
 	for _, want := range []string{
 		"| zstd | 0.50× (4.0 s) | 0.25× |  | 10.0 | 2.50 |  |  | CPU: the work of this run needs 2.50 cores to finish in 4.0 s, this machine has 2 |",
 		"| lz4 | 0.60× (3.3 s) | 0.67× |  | 4.0 | 1.20 |  |  | met |",
@@ -84,9 +84,15 @@ func TestTargets(t *testing.T) {
 			t.Errorf("no %q in\n%s", want, got)
 		}
 	}
+	// What its page faults cost, when the machine's price of one is known.
+	backups[3].pageFaults = 70_000
+	if got := renderTargets(backups, 2, 14); !strings.Contains(got, "paid once, the start and the drain of the last segments; "+
+		"of the worker's CPU, about 1.0 s went to first touches of its memory (70000 page faults at 14.0 µs)") {
+		t.Errorf("a backup's page faults are not priced:\n%s", got)
+	}
 	// The same none backup, flowing at 0.8× only: it waited.
 	backups[3].flowMBps, backups[3].stealPct = 400, 27
-	if got := renderTargets(backups, 2); !strings.Contains(got, "not CPU (1.44 cores would do), and below the target while records flow too: "+
+	if got := renderTargets(backups, 2, 0); !strings.Contains(got, "not CPU (1.44 cores would do), and below the target while records flow too: "+
 		"the run waited, on the disk (its fsyncs; see the dd row), on Kafka, or for cores (steal 27%) |") {
 		t.Errorf("a backup below its target while records flow, without the CPU to blame:\n%s", got)
 	}
@@ -99,14 +105,14 @@ func TestTargets(t *testing.T) {
 	// A disk that writes at 0.8× kcat (2.5 s for kcat's 2) stands in the
 	// way of none's 0.9×, not of lz4's 0.6×, already met.
 	backups = append(backups, result{name: "dd bs=64k conv=fsync to the volume's disk (the disk's speed)", seconds: 2.5, bytes: mb})
-	got = renderTargets(backups, 2)
+	got = renderTargets(backups, 2, 0)
 	if !strings.Contains(got, "(steal 27%); and the disk alone (the dd row) writes at 0.80× kcat -C: a backup that stores every byte on it cannot reach 0.90× |") {
 		t.Errorf("a disk slower than none's target is not named:\n%s", got)
 	}
 	if strings.Count(got, "the disk alone") != 1 {
 		t.Errorf("the disk is blamed where it is fast enough (0.8× against lz4's 0.6×, zstd's 0.5×), or where a target is met:\n%s", got)
 	}
-	if got := renderTargets(backups[1:], 2); got != "" {
+	if got := renderTargets(backups[1:], 2, 0); got != "" {
 		t.Errorf("without the kcat baseline there is nothing to compare: %q", got)
 	}
 }

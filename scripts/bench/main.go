@@ -66,10 +66,11 @@ type result struct {
 	// stealPct is the share of this VM's CPU time the hypervisor gave to
 	// others during the run (steal in /proc/stat): time the run waited
 	// for a core it was due.
-	stealPct float64
-	checked  bool    // every stored record decoded and compared
-	profile  string  // its CPU profile
-	flowMBps float64 // a backup's rate while records flow (flowRate); 0 if unknown
+	stealPct   float64
+	checked    bool    // every stored record decoded and compared
+	profile    string  // its CPU profile
+	flowMBps   float64 // a backup's rate while records flow (flowRate); 0 if unknown
+	pageFaults int64   // a worker's minor page faults until its last record was stored
 	// rounds are the seconds of every run when the result is the middle
 	// one of several (middleRun), in the order they ran.
 	rounds []float64
@@ -156,12 +157,15 @@ type bench struct {
 
 // report is what the run measured, section by section.
 type report struct {
-	records  int64 // of the main topic
-	backups  []result
-	restores []result
-	rss      []result
-	wide     []result
-	ctrl     *controllerResult
+	records int64 // of the main topic
+	// faultMicros is this machine's cost of a first touch of a page, in
+	// µs (pageFaultMicros), measured before the backups.
+	faultMicros float64
+	backups     []result
+	restores    []result
+	rss         []result
+	wide        []result
+	ctrl        *controllerResult
 }
 
 func run(o options) error {
@@ -202,6 +206,9 @@ func run(o options) error {
 		fmt.Printf("produced in %.1fs\n", time.Since(start).Seconds())
 	}
 	var zstdVolume string // the zstd volume backup, for the restore
+	if o.runs("backup") {
+		rep.faultMicros = pageFaultMicros()
+	}
 	if o.runs("backup") || o.runs("restore") || o.runs("rss") {
 		// The readers the targets compare run in rounds, each round every
 		// reader once in turn, and each is reported by its middle run: this
@@ -333,6 +340,16 @@ func run(o options) error {
 	text := renderReport(o, rep, segmentBench)
 	fmt.Println(text)
 	return os.WriteFile(o.out, []byte(text), 0o644)
+}
+
+// firstFaults is the page faults of the first worker among the results.
+func firstFaults(results []result) int64 {
+	for _, r := range results {
+		if r.pageFaults > 0 {
+			return r.pageFaults
+		}
+	}
+	return 0
 }
 
 // middleRun is the run of the middle time (of an even count, the faster
@@ -708,7 +725,7 @@ spec:
 		stored = workerCounter(metricsAddr, storedLine)
 	}
 	elapsed := time.Since(start).Seconds()
-	cpuSeconds, stolen, kfakeCPU := cpu(), steal(), kfake()
+	cpuSeconds, stolen, kfakeCPU, faults := cpu(), steal(), kfake(), minorFaults(worker.Process.Pid)
 	if !signalled { // a second SIGTERM stops a worker at once
 		_ = worker.Process.Signal(syscall.SIGTERM)
 	}
@@ -725,7 +742,7 @@ spec:
 	}
 	r := result{name: fmt.Sprintf("armory worker --backup → %s (%s)", where, label), seconds: elapsed,
 		bytes: records * (valueSize + 16), peakRSSMiB: peak, cpuSeconds: cpuSeconds, profile: b.cpuProfile("backup-" + name),
-		flowMBps: flowRate(log), stealPct: stolen, kfakeCPUSeconds: kfakeCPU}
+		flowMBps: flowRate(log), stealPct: stolen, kfakeCPUSeconds: kfakeCPU, pageFaults: faults}
 	var compressed int64
 	for _, t := range topics {
 		for p := range int32(parts) {
@@ -831,13 +848,7 @@ func freeAddr() (string, error) {
 // CPU seconds (/proc/PID/stat).
 func cpuTime(pid int) func() float64 {
 	return func() float64 {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return 0
-		}
-		// Fields after the command's closing parenthesis; utime and
-		// stime are the 12th and 13th of those.
-		fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+		fields := procStat(pid)
 		if len(fields) < 13 {
 			return 0
 		}
@@ -845,6 +856,51 @@ func cpuTime(pid int) func() float64 {
 		st, _ := strconv.ParseFloat(fields[12], 64)
 		return (ut + st) / 100 // USER_HZ
 	}
+}
+
+// minorFaults is a process's minor page faults so far (minflt): mostly its
+// first touches of memory it was given.
+func minorFaults(pid int) int64 {
+	fields := procStat(pid)
+	if len(fields) < 13 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(fields[7], 10, 64)
+	return n
+}
+
+// procStat is /proc/PID/stat's fields after the command's closing
+// parenthesis (the state is the first), or nil.
+func procStat(pid int) []string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	return strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+}
+
+// pageFaultMicros is what this machine charges, in µs, for the first touch
+// of a 4 KiB page of fresh memory: the median of three rounds of 32 MiB,
+// mapped anew each time (no huge pages: the Go heap has none). 0 if it
+// cannot be measured.
+func pageFaultMicros() float64 {
+	const size, page = 32 << 20, 4096
+	var rounds []float64
+	for range 3 {
+		mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+		if err != nil {
+			return 0
+		}
+		_ = unix.Madvise(mem, unix.MADV_NOHUGEPAGE)
+		start := time.Now()
+		for i := 0; i < size; i += page {
+			mem[i] = 1
+		}
+		rounds = append(rounds, float64(time.Since(start).Microseconds())/(size/page))
+		_ = unix.Munmap(mem)
+	}
+	slices.Sort(rounds)
+	return rounds[1]
 }
 
 // stealNote explains the steal column.
@@ -1044,13 +1100,16 @@ func renderReport(o options, rep *report, segmentBench string) string {
 		if strings.Contains(rep.backups[0].name, "baseline") {
 			base = rep.backups[0]
 		}
-		b.WriteString("| reader | seconds | MB/s | records/s | vs kcat | CPU s | kfake CPU s | steal % | peak RSS MiB | stored MiB | segments |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| reader | seconds | MB/s | records/s | vs kcat | CPU s | kfake CPU s | steal % | peak RSS MiB | stored MiB | segments | page faults |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range rep.backups {
 			stored, segments := "", ""
 			if r.segments > 0 {
 				stored, segments = fmt.Sprintf("%.0f", r.compressedMiB), fmt.Sprint(r.segments)
 			}
-			perSecond, rss := "", ""
+			perSecond, rss, faults := "", "", ""
+			if r.pageFaults > 0 {
+				faults = fmt.Sprint(r.pageFaults)
+			}
 			if r.records > 0 {
 				perSecond = fmt.Sprintf("%.0f", float64(r.records)/r.seconds)
 			}
@@ -1069,11 +1128,18 @@ func renderReport(o options, rep *report, segmentBench string) string {
 				}
 				seconds += " (" + strings.Join(each, ", ") + ")"
 			}
-			fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %s | %s | %.0f | %s | %s | %s |\n", r.name, seconds,
-				float64(r.bytes)/r.seconds/1e6, perSecond, ratio(r, base), cpuCell(r), kfakeCPU, r.stealPct, rss, stored, segments)
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %s | %s | %.0f | %s | %s | %s | %s |\n", r.name, seconds,
+				float64(r.bytes)/r.seconds/1e6, perSecond, ratio(r, base), cpuCell(r), kfakeCPU, r.stealPct, rss, stored, segments, faults)
 		}
 		b.WriteString("\nCPU s is the reader's own; kfake CPU s is the bench's process meanwhile, where kfake serves the records (and, for GCS, " +
 			"the emulator stores them): both share the 2 cores. " + stealNote + "\n")
+		if rep.faultMicros > 0 {
+			fmt.Fprintf(&b, "\nPage faults are the worker's minor faults until its last record was stored (minflt in /proc/PID/stat): nearly all "+
+				"are the first touches of the memory it grows into, up to about its budget (docs/worker.md, Memory), paid once per process. "+
+				"On this machine the first touch of a 4 KiB page of fresh memory costs %.1f µs (measured by the bench before the backups: "+
+				"touching 32 MiB newly mapped, the median of three), so the %d faults of the first worker above are about %.1f CPU s of its run.\n",
+				rep.faultMicros, firstFaults(rep.backups), float64(firstFaults(rep.backups))*rep.faultMicros/1e6)
+		}
 	}
 	if len(rep.backups) > 0 {
 		b.WriteString("\n### While records flow\n\nEvery worker run above pays some costs once: its start (process, API reads, Lease, " +
@@ -1116,7 +1182,7 @@ func renderReport(o options, rep *report, segmentBench string) string {
 			}
 			fmt.Fprintf(&b, "\n%s, %.1f s:\n\n%s", r.name, r.seconds, table)
 		}
-		b.WriteString(renderTargets(rep.backups, runtime.NumCPU()))
+		b.WriteString(renderTargets(rep.backups, runtime.NumCPU(), rep.faultMicros))
 	}
 	if len(rep.restores) > 0 {
 		fmt.Fprintf(&b, "\n## Restore of that backup\n\nThe zstd volume backup above restored into an empty topic of a second kfake cluster (3 brokers, same machine). "+

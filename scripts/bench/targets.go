@@ -18,10 +18,11 @@ var backupTargets = []struct {
 // cores than the machine has (the reader's and kfake's, which serves the
 // records on the same cores); or, when it would fit and the rate while
 // records flow meets the target, the costs a run pays once (its start, the
-// drain of the last segments); or else waiting. When the disk alone (the
+// drain of the last segments, with what the worker's page faults cost at
+// faultMicros each); or else waiting. When the disk alone (the
 // dd row) is slower than a target, no backup to it can meet it, whatever
 // the cores: that is said too.
-func renderTargets(backups []result, cores int) string {
+func renderTargets(backups []result, cores int, faultMicros float64) string {
 	if len(backups) == 0 || !strings.Contains(backups[0].name, "baseline") {
 		return ""
 	}
@@ -84,6 +85,10 @@ func renderTargets(backups []result, cores int) string {
 		case flowRatio >= t.ratio:
 			why = fmt.Sprintf("not CPU (%.2f cores would do), and met while records flow: %.1f s of the %.1f s are paid once, the start "+
 				"and the drain of the last segments", needed, once, r.seconds)
+			if faultMicros > 0 && r.pageFaults > 0 {
+				why += fmt.Sprintf("; of the worker's CPU, about %.1f s went to first touches of its memory (%d page faults at %.1f µs), "+
+					"mostly while its memory grows, early in the run", float64(r.pageFaults)*faultMicros/1e6, r.pageFaults, faultMicros)
+			}
 		default:
 			// Neither the cores nor the costs paid once account for it:
 			// the run waited, on the disk, on Kafka, or for the cores the
