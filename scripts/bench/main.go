@@ -722,6 +722,12 @@ spec:
 			_ = worker.Process.Signal(syscall.SIGTERM)
 			signalled = true
 		}
+		if signalled && exited(worker.Process.Pid) {
+			// Drained before its metrics showed every record stored (it
+			// read some twice, after a retry, and was told to stop
+			// early?): what storage lists, checked below, says.
+			break
+		}
 		stored = workerCounter(metricsAddr, storedLine)
 	}
 	elapsed := time.Since(start).Seconds()
@@ -867,6 +873,13 @@ func minorFaults(pid int) int64 {
 	}
 	n, _ := strconv.ParseInt(fields[7], 10, 64)
 	return n
+}
+
+// exited says whether a child process has exited (a zombie not yet
+// waited for, or gone).
+func exited(pid int) bool {
+	fields := procStat(pid)
+	return len(fields) == 0 || fields[0] == "Z"
 }
 
 // procStat is /proc/PID/stat's fields after the command's closing
