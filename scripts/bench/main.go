@@ -212,8 +212,8 @@ func run(o options) error {
 	if o.runs("backup") || o.runs("restore") || o.runs("rss") {
 		// The readers the targets compare run in rounds, each round every
 		// reader once in turn, and each is reported by its middle run: this
-		// VM's speed drifts by a third between minutes, which one run each
-		// would put between a reader and its baseline.
+		// VM's speed drifts by a fifth or more between minutes, which one run
+		// each would put between a reader and its baseline.
 		codecs := []string{"zstd"}
 		rounds := 1
 		if o.runs("backup") {
@@ -723,9 +723,10 @@ spec:
 			signalled = true
 		}
 		if signalled && exited(worker.Process.Pid) {
-			// Drained before its metrics showed every record stored (it
-			// read some twice, after a retry, and was told to stop
-			// early?): what storage lists, checked below, says.
+			// It drained before its metrics showed every record stored:
+			// it read some records twice (after a retry) and was told to
+			// stop before it read them all. What storage lists, checked
+			// below, says what it stored.
 			break
 		}
 		stored = workerCounter(metricsAddr, storedLine)
