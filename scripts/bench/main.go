@@ -161,11 +161,14 @@ type report struct {
 	// faultMicros is this machine's cost of a first touch of a page, in
 	// µs (pageFaultMicros), measured before the backups.
 	faultMicros float64
-	backups     []result
-	restores    []result
-	rss         []result
-	wide        []result
-	ctrl        *controllerResult
+	// rounds is how many times kcat -C and the disk volume backups ran
+	// (1 when only the restore or the RSS comparison needed the backup).
+	rounds   int
+	backups  []result
+	restores []result
+	rss      []result
+	wide     []result
+	ctrl     *controllerResult
 }
 
 func run(o options) error {
@@ -215,10 +218,11 @@ func run(o options) error {
 		// VM's speed drifts by a fifth or more between minutes, which one run
 		// each would put between a reader and its baseline.
 		codecs := []string{"zstd"}
-		rounds := 1
+		rep.rounds = 1
 		if o.runs("backup") {
-			codecs, rounds = append(codecs, o.otherCodecs()...), max(o.rounds, 1)
+			codecs, rep.rounds = append(codecs, o.otherCodecs()...), max(o.rounds, 1)
 		}
+		rounds := rep.rounds
 		kcats, byCodec := []result(nil), map[string][]result{}
 		for round := range rounds {
 			if rounds > 1 {
@@ -869,7 +873,7 @@ func cpuTime(pid int) func() float64 {
 // first touches of memory it was given.
 func minorFaults(pid int) int64 {
 	fields := procStat(pid)
-	if len(fields) < 13 {
+	if len(fields) < 8 {
 		return 0
 	}
 	n, _ := strconv.ParseInt(fields[7], 10, 64)
@@ -1104,10 +1108,10 @@ func renderReport(o options, rep *report, segmentBench string) string {
 			"it drains, closing and uploading every open segment at once, and its time ends when the last one is stored. "+
 			"Without that, the last segment of each partition would wait for its rollover timeout: a continuous backup cannot know "+
 			"that the topic ended.", rep.records, valueSize, partitions, o.budgetPhrase())
-		if o.rounds > 1 {
+		if rep.rounds > 1 {
 			fmt.Fprintf(&b, " kcat -C and the backups to the disk volume ran in %d rounds, each round every one of them once, in the order "+
 				"of the table: each row is its middle run (the seconds of every run are in brackets, in the order they ran), all its other "+
-				"figures from that run. The runs to tmpfs and GCS ran once.", o.rounds)
+				"figures from that run. The runs to tmpfs and GCS ran once.", rep.rounds)
 		}
 		b.WriteString("\n\n")
 		base := result{}
