@@ -54,6 +54,18 @@ type InMemory interface {
 	InMemory()
 }
 
+// Buffers is an InMemory source that hands over the buffers holding its
+// bytes, so that a bucket may write them as they are: a volume writes a
+// large one unbuffered, straight from those buffers to its device.
+type Buffers interface {
+	InMemory
+	// Buffers returns the bytes not read yet, in order, and counts them
+	// read. The buffers must stay unchanged until Create returns; buffers
+	// aligned to 4 KiB in memory and in length are what a volume writes
+	// unbuffered.
+	Buffers() [][]byte
+}
+
 // TempRemover is a Bucket whose writers leave temporary files behind when
 // they are killed mid-write (a volume: a temporary file, then a link).
 type TempRemover interface {

@@ -10,7 +10,9 @@ import (
 const chunkSize = 32 << 10
 
 // chunks are reused segment after segment: a growing segment is never
-// copied, and its memory is neither cleared nor collected again.
+// copied, and its memory is neither cleared nor collected again. Go's
+// allocator places a 32 KiB array at the start of its own 8 KiB-aligned
+// span, so a volume writes the chunks unbuffered (storage.Buffers).
 var chunks = sync.Pool{New: func() any { return new([chunkSize]byte) }}
 
 // segmentBuffer holds an encoded segment in fixed-size chunks. It is the
@@ -51,8 +53,8 @@ func (b *segmentBuffer) Release() {
 	b.chunks, b.n = nil, 0
 }
 
-// chunkReader reads a segmentBuffer. It is storage.InMemory: reading it
-// cannot fail midway.
+// chunkReader reads a segmentBuffer. It is storage.Buffers: reading it
+// cannot fail midway, and a bucket may write its chunks as they are.
 type chunkReader struct {
 	b   *segmentBuffer
 	off int
@@ -82,6 +84,17 @@ func (r *chunkReader) WriteTo(w io.Writer) (int64, error) {
 		}
 	}
 	return total, nil
+}
+
+// Buffers returns the unread parts of the chunks and counts them read.
+func (r *chunkReader) Buffers() [][]byte {
+	var bufs [][]byte
+	for r.off < r.b.n {
+		c := r.chunk()
+		bufs = append(bufs, c)
+		r.off += len(c)
+	}
+	return bufs
 }
 
 // chunk is the unread part of the chunk at r.off.

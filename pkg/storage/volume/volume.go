@@ -27,7 +27,8 @@ import (
 )
 
 // fileMagic starts every object file; a uvarint length and the metadata as
-// JSON follow, then the object's bytes.
+// JSON follow (ending in spaces when padded to 4 KiB, see fileHeader), then
+// the object's bytes.
 const fileMagic = "ARMOBJ1\n"
 
 // tmpPrefix marks files being written; List skips them.
@@ -91,18 +92,29 @@ func (b *Bucket) Create(ctx context.Context, name string, data io.Reader, metada
 	}
 	// Straight to the file, no buffer of our own: a buffer per upload would
 	// cost a partition's worth of memory for each of hundreds of concurrent
-	// uploads. A source that writes itself out (a segment's chunks, a
-	// bytes.Reader) does so without a copy: the context is checked on the
-	// writer's side.
-	header := binary.AppendUvarint([]byte(fileMagic), uint64(len(meta)))
-	if _, err := tmp.Write(append(header, meta...)); err != nil {
+	// uploads. A source held in buffers (a segment's chunks) is written from
+	// them, in vectored writes, unbuffered if it is large (direct.go); a
+	// source that writes itself out (a bytes.Reader) does so without a copy.
+	// The context is checked between writes.
+	var body [][]byte
+	if src, ok := data.(storage.Buffers); ok {
+		body = src.Buffers()
+	}
+	direct := size(body) >= directMin
+	header := fileHeader(meta, direct)
+	if _, err := tmp.Write(header); err != nil {
 		return err
 	}
 	// Checked once before the copy too: an empty source never writes.
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if _, err := io.Copy(contextWriter{ctx, tmp}, data); err != nil {
+	if body != nil {
+		_, err = writeBuffers(ctx, tmp, int64(len(header)), body, direct)
+	} else {
+		_, err = io.Copy(contextWriter{ctx, tmp}, data)
+	}
+	if err != nil {
 		return err
 	}
 	if err := tmp.Sync(); err != nil {
@@ -292,4 +304,13 @@ func (b *Bucket) List(ctx context.Context, prefix string, fn func(storage.Object
 		}
 	}
 	return nil
+}
+
+// size is the bytes of bufs.
+func size(bufs [][]byte) int {
+	n := 0
+	for _, b := range bufs {
+		n += len(b)
+	}
+	return n
 }
