@@ -37,7 +37,7 @@ func renderTargets(backups []result, cores int, faultMicros float64) string {
 	fmt.Fprintf(&b, "\n### Against the targets\n\nThe targets are kcat -C's time over the ratio (%.1f s / ratio). \"Cores needed\" is the CPU "+
 		"the backup used (its own and kfake's, from the table above) over that time: what the same work would need to finish in it; "+
 		"this machine has %d. The compression and storage columns are the profile's \"%s\" and \"%s\" over the same time "+
-		"(for a volume, storage is mostly the kernel's: copying into the page cache and writing it out). kcat -C with kfake used %.1f CPU s.\n\n",
+		"(for a volume, storage is mostly the kernel's: writing the files, a segment of 1 MiB or more unbuffered from the worker's memory to the device, and fsync). kcat -C with kfake used %.1f CPU s.\n\n",
 		base.seconds, cores, strings.TrimPrefix(compressingPart, "… of which "), storagePart, base.cpuSeconds+base.kfakeCPUSeconds)
 	b.WriteString("| backup to a volume | target | reached | while records flow | CPU s, worker + kfake | cores needed at the target | " +
 		"of which compressing | of which storage | what stands in the way |\n|---|---|---|---|---|---|---|---|---|\n")
