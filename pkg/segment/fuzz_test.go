@@ -65,6 +65,10 @@ func benchRecords() ([]Record, int64) {
 	return recs, size
 }
 
+// BenchmarkEncode encodes one segment, as one partition does. Without a
+// suffix its blocks are compressed aside, on up to one goroutine per core;
+// -inline takes every compression slot first, so each block is compressed
+// by the goroutine appending the records: the codec's speed on one core.
 func BenchmarkEncode(b *testing.B) {
 	recs, size := benchRecords()
 	for _, c := range []struct {
@@ -76,27 +80,46 @@ func BenchmarkEncode(b *testing.B) {
 		if c.level != LevelDefault {
 			name += "-" + c.level.String()
 		}
-		b.Run(name, func(b *testing.B) {
-			b.SetBytes(size)
-			b.ReportAllocs()
-			var buf bytes.Buffer
-			for b.Loop() {
-				buf.Reset()
-				w, _ := NewWriter(&buf, c.codec, 0, 0, 0)
-				if err := w.SetLevel(c.level); err != nil {
-					b.Fatal(err)
+		for _, inline := range []bool{false, true} {
+			if inline && c.codec == CodecNone {
+				continue // nothing to compress
+			}
+			name := name
+			if inline {
+				name += "-inline"
+			}
+			b.Run(name, func(b *testing.B) {
+				if inline {
+					for range cap(compressSlots) {
+						compressSlots <- struct{}{}
+					}
+					defer func() {
+						for range cap(compressSlots) {
+							<-compressSlots
+						}
+					}()
 				}
-				for i := range recs {
-					if err := w.Append(&recs[i]); err != nil {
+				b.SetBytes(size)
+				b.ReportAllocs()
+				var buf bytes.Buffer
+				for b.Loop() {
+					buf.Reset()
+					w, _ := NewWriter(&buf, c.codec, 0, 0, 0)
+					if err := w.SetLevel(c.level); err != nil {
+						b.Fatal(err)
+					}
+					for i := range recs {
+						if err := w.Append(&recs[i]); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if _, err := w.Close(0); err != nil {
 						b.Fatal(err)
 					}
 				}
-				if _, err := w.Close(0); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(size)/float64(buf.Len()), "ratio")
-		})
+				b.ReportMetric(float64(size)/float64(buf.Len()), "ratio")
+			})
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -256,4 +257,82 @@ func TestRandomRecordsRoundTrip(t *testing.T) {
 			t.Errorf("end = %d, want %d", sum.End, off+1)
 		}
 	}
+}
+
+// TestBlocksCompressedAsideAreWrittenInOrder encodes the same records in
+// small blocks, first with every compression slot taken (each block
+// compressed by the goroutine that filled it, written at once), then by
+// several Writers at once with the slots free (blocks compressed on
+// goroutines of their own, finishing in any order): the bytes must be the
+// same, every block in its place.
+func TestBlocksCompressedAsideAreWrittenInOrder(t *testing.T) {
+	recs, _ := benchRecords()
+	recs = recs[:3000]
+	for _, codec := range []Codec{CodecZstd, CodecGzip, CodecSnappy, CodecLZ4} {
+		t.Run(codec.String(), func(t *testing.T) {
+			for range cap(compressSlots) {
+				compressSlots <- struct{}{}
+			}
+			want, _ := encode(t, codec, recs, 0, 0, 4096)
+			for range cap(compressSlots) {
+				<-compressSlots
+			}
+			const writers = 6
+			got := make([][]byte, writers)
+			var wg sync.WaitGroup
+			for i := range writers {
+				wg.Go(func() { got[i], _ = encode(t, codec, recs, 0, 0, 4096) })
+			}
+			wg.Wait()
+			for i, data := range got {
+				if !bytes.Equal(data, want) {
+					t.Fatalf("writer %d: %d bytes differ from the %d written block by block", i, len(data), len(want))
+				}
+			}
+			out, _, err := Decode(got[0], "t/7/00000000000000000000.seg")
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertSameRecords(t, recs, out)
+		})
+	}
+}
+
+// TestWriterStopsAtAWriteError: a block that cannot be written stops the
+// Writer, whether it was compressed aside or not.
+func TestWriterStopsAtAWriteError(t *testing.T) {
+	recs, _ := benchRecords()
+	for _, codec := range []Codec{CodecNone, CodecLZ4} {
+		fw := &failingWriter{after: 3}
+		w, err := NewWriter(fw, codec, 0, 0, 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var appendErr error
+		for i := range recs[:500] {
+			if appendErr = w.Append(&recs[i]); appendErr != nil {
+				break
+			}
+		}
+		_, closeErr := w.Close(0)
+		if !errors.Is(closeErr, errWriteFailed) && !errors.Is(appendErr, errWriteFailed) {
+			t.Errorf("%s: append error %v, close error %v: want the write's error", codec, appendErr, closeErr)
+		}
+		if closeErr == nil {
+			t.Errorf("%s: Close succeeded after a failed write", codec)
+		}
+	}
+}
+
+var errWriteFailed = errors.New("disk on fire")
+
+// failingWriter fails every write after the first few.
+type failingWriter struct{ after int }
+
+func (f *failingWriter) Write(p []byte) (int, error) {
+	if f.after == 0 {
+		return 0, errWriteFailed
+	}
+	f.after--
+	return len(p), nil
 }

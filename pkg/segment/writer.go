@@ -5,12 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"time"
 )
 
 // Writer encodes one segment to an io.Writer: a header, blocks of records as
-// they fill, and a trailer on Close. It buffers one block.
+// they fill, and a trailer on Close. A full block is compressed on a
+// goroutine of its own while the next one fills, when one of the process's
+// compression slots is free, so a single busy partition can compress on
+// every core; blocks are written to w in order, each once every block
+// before it is. It holds the open block and up to maxPending blocks being
+// compressed or waiting for those before them.
 type Writer struct {
 	w         io.Writer
 	codec     Codec
@@ -25,7 +31,36 @@ type Writer struct {
 	hasRecords bool
 	closed     bool
 	err        error
+
+	pending []*pendingBlock // oldest first
 }
+
+// pendingBlock is a full block handed over for compression: done closes
+// once compressed holds its compressed copy (or err says why not) and
+// header its block header.
+type pendingBlock struct {
+	codec   Codec
+	level   Level
+	block   []byte
+	count   uint32
+	base    int64
+	scratch *[]byte
+
+	done       chan struct{}
+	header     [blockHeaderSize]byte
+	compressed []byte
+	err        error
+}
+
+// compressSlots bounds the blocks compressed on goroutines of their own,
+// across every Writer of the process, to one per core: more would only wait
+// for cores while holding their blocks. A block that finds no slot free is
+// compressed by the goroutine that filled it.
+var compressSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+
+// maxPending bounds a Writer's blocks not yet written: while the oldest is
+// being compressed, later ones wait behind it, holding memory.
+var maxPending = cap(compressSlots)
 
 // blockBuffers hold the open blocks of closed Writers for new ones: a
 // worker opens a segment after each upload, and each would otherwise grow a
@@ -151,44 +186,123 @@ func (sw *Writer) SetLevel(l Level) error {
 }
 
 // Held is the memory the Writer holds between appends: its open block's
-// buffer. (A block's compressed copy is held only while it is written.)
-func (sw *Writer) Held() int { return cap(sw.block) }
+// buffer, and for each block not yet written its buffer and room for its
+// compressed copy (counted as large as the block: compression that helps
+// makes it smaller).
+func (sw *Writer) Held() int {
+	n := cap(sw.block)
+	for _, pb := range sw.pending {
+		n += 2 * cap(pb.block)
+	}
+	return n
+}
 
 // Summary is what has been appended so far.
 func (sw *Writer) Summary() Summary { return sw.summary }
 
+// flushBlock hands the open block over: written at once uncompressed,
+// compressed on a goroutine when a slot is free, here otherwise. Blocks
+// already compressed are written, in order.
 func (sw *Writer) flushBlock() error {
 	if sw.blockCount == 0 {
 		return nil
 	}
-	// An uncompressed block is written as it is, not copied first.
-	compressed := sw.block
-	if sw.codec != CodecNone {
-		scratch := compressBuffers.Get().(*[]byte)
-		defer compressBuffers.Put(scratch)
-		var err error
-		if compressed, err = sw.codec.compress((*scratch)[:0], sw.block, sw.level); err != nil {
-			sw.err = fmt.Errorf("compress block: %w", err)
+	if sw.codec == CodecNone {
+		// An uncompressed block is written as it is, not copied first.
+		var h [blockHeaderSize]byte
+		putBlockHeader(h[:], sw.block, sw.block, sw.blockCount, sw.blockBase)
+		if err := sw.write(h[:], sw.block); err != nil {
+			return err
+		}
+		sw.block = sw.block[:0]
+		sw.blockCount = 0
+		return nil
+	}
+	if len(sw.pending) >= maxPending {
+		if err := sw.writePending(true); err != nil {
+			return err
+		}
+	}
+	pb := &pendingBlock{codec: sw.codec, level: sw.level, block: sw.block, count: sw.blockCount, base: sw.blockBase,
+		scratch: compressBuffers.Get().(*[]byte), done: make(chan struct{})}
+	sw.pending = append(sw.pending, pb)
+	sw.block = getBlock(sw.blockSize)
+	sw.blockCount = 0
+	select {
+	case compressSlots <- struct{}{}:
+		go func() {
+			defer func() { <-compressSlots }()
+			pb.compress()
+		}()
+	default:
+		pb.compress()
+	}
+	return sw.writePending(false)
+}
+
+func (pb *pendingBlock) compress() {
+	defer close(pb.done)
+	compressed, err := pb.codec.compress((*pb.scratch)[:0], pb.block, pb.level)
+	if err != nil {
+		pb.err = fmt.Errorf("compress block: %w", err)
+		return
+	}
+	*pb.scratch = compressed
+	pb.compressed = compressed
+	putBlockHeader(pb.header[:], compressed, pb.block, pb.count, pb.base)
+}
+
+// writePending writes the pending blocks that are compressed, oldest
+// first, stopping at the first still being compressed; all of them waits
+// for every one.
+func (sw *Writer) writePending(all bool) error {
+	for len(sw.pending) > 0 {
+		pb := sw.pending[0]
+		if all {
+			<-pb.done
+		} else {
+			select {
+			case <-pb.done:
+			default:
+				return nil
+			}
+		}
+		sw.pending[0] = nil
+		sw.pending = sw.pending[1:]
+		if pb.err != nil {
+			sw.err = pb.err
 			return sw.err
 		}
-		*scratch = compressed
+		err := sw.write(pb.header[:], pb.compressed)
+		putBlock(pb.block)
+		compressBuffers.Put(pb.scratch)
+		if err != nil {
+			return err
+		}
 	}
-	var h [blockHeaderSize]byte
+	return nil
+}
+
+// putBlockHeader fills a block header: compressed and uncompressed lengths,
+// record count, base offset and the checksum of the header and payload.
+func putBlockHeader(h, compressed, block []byte, count uint32, base int64) {
 	binary.BigEndian.PutUint32(h[0:], uint32(len(compressed)))
-	binary.BigEndian.PutUint32(h[4:], uint32(len(sw.block)))
-	binary.BigEndian.PutUint32(h[8:], sw.blockCount)
-	binary.BigEndian.PutUint64(h[12:], uint64(sw.blockBase))
+	binary.BigEndian.PutUint32(h[4:], uint32(len(block)))
+	binary.BigEndian.PutUint32(h[8:], count)
+	binary.BigEndian.PutUint64(h[12:], uint64(base))
 	binary.BigEndian.PutUint32(h[20:], checksum(h[:20], compressed))
-	if _, err := sw.w.Write(h[:]); err != nil {
+}
+
+// write writes a block header and its payload; an error stops the Writer.
+func (sw *Writer) write(header, payload []byte) error {
+	if _, err := sw.w.Write(header); err != nil {
 		sw.err = err
 		return err
 	}
-	if _, err := sw.w.Write(compressed); err != nil {
+	if _, err := sw.w.Write(payload); err != nil {
 		sw.err = err
 		return err
 	}
-	sw.block = sw.block[:0]
-	sw.blockCount = 0
 	return nil
 }
 
@@ -200,6 +314,9 @@ func (sw *Writer) Close(end int64) (Summary, error) {
 		return sw.summary, errors.New("segment writer is closed")
 	}
 	sw.closed = true
+	if sw.err != nil {
+		return sw.summary, sw.err // a block is missing: the segment cannot be finished
+	}
 	if end == 0 {
 		end = sw.summary.End
 	}
@@ -210,6 +327,9 @@ func (sw *Writer) Close(end int64) (Summary, error) {
 		return sw.summary, errors.New("a segment needs at least one record")
 	}
 	if err := sw.flushBlock(); err != nil {
+		return sw.summary, err
+	}
+	if err := sw.writePending(true); err != nil {
 		return sw.summary, err
 	}
 	putBlock(sw.block)
