@@ -1270,7 +1270,9 @@ func renderReport(o options, rep *report, segmentBench string) string {
 			c.writesPerMinute, c.readsPerMinute, c.steadyCPUPerMinute, c.steadyRSSMiB)
 	}
 	if segmentBench != "" {
-		b.WriteString("\n## Segment codec\n\n`go test -run '^$' -bench . -benchmem ./pkg/segment` (10,000 records of 1 KiB JSON, a key and a header; ratio = uncompressed / encoded):\n\n```\n")
+		b.WriteString("\n## Segment codec\n\n`go test -run '^$' -bench . -benchmem ./pkg/segment` (10,000 records of 1 KiB JSON, a key and a header; ratio = uncompressed / encoded). " +
+			"Each encodes one segment as one partition does: blocks compressed aside on up to one goroutine per core; " +
+			"`-inline` rows compress every block on the goroutine appending the records, the codec's speed on one core:\n\n```\n")
 		b.WriteString(strings.TrimSpace(segmentBench))
 		b.WriteString("\n```\n")
 	}
