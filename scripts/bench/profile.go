@@ -3,39 +3,47 @@ package main
 import (
 	"fmt"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 )
 
 // cpuPart names where some of a worker's CPU goes, by the functions whose
-// cumulative times in a pprof profile add up to it.
+// cumulative times in a pprof profile add up to it, leaving out the
+// samples whose stack matches ignore (pprof's -ignore), if set.
 type cpuPart struct {
 	part      string
 	functions []string
+	ignore    string
 }
 
+// compressBlock compresses every block, on the goroutine that filled it or
+// on one of its own.
+const compressBlock = "segment.(*pendingBlock).compress"
+
 const (
-	compressingPart = "… of which compressing blocks"
+	compressingPart = "segments: compress blocks (on the partitions' goroutines or their own)"
 	storagePart     = "storage: write (volume files and fsync, or GCS requests)"
 )
 
 // backupCPUParts and restoreCPUParts split a backup's and a restore's CPU.
 var backupCPUParts = []cpuPart{
-	{"Kafka: fetch and decode responses (sarama)", []string{"sarama.(*brokerConsumer).subscriptionConsumer"}},
-	{"Kafka: hand records to the partitions (sarama)", []string{"sarama.(*partitionConsumer).responseFeeder"}},
-	{"segments: encode records into blocks", []string{"segment.(*Writer).Append", "segment.(*Writer).Close"}},
-	{compressingPart, []string{"segment.Codec.compress"}},
-	{storagePart, []string{"worker.(*partitionBackup).upload"}},
-	{"garbage collector", []string{"runtime.gcBgMarkWorker"}},
+	{"Kafka: fetch and decode responses (sarama)", []string{"sarama.(*brokerConsumer).subscriptionConsumer"}, ""},
+	{"Kafka: hand records to the partitions (sarama)", []string{"sarama.(*partitionConsumer).responseFeeder"}, ""},
+	{"segments: encode records into blocks, compressing left out", []string{"segment.(*Writer).Append", "segment.(*Writer).Close"},
+		regexp.QuoteMeta(compressBlock)},
+	{compressingPart, []string{compressBlock}, ""},
+	{storagePart, []string{"worker.(*partitionBackup).upload"}, ""},
+	{"garbage collector", []string{"runtime.gcBgMarkWorker"}, ""},
 }
 
 var restoreCPUParts = []cpuPart{
-	{"segments: read, verify and decode", []string{"restore.readPartition"}},
-	{"… of which decompressing blocks", []string{"segment.Codec.decompress"}},
-	{"writer: records to messages, transactions", []string{"restore.(*restoreRun).write"}},
-	{"Kafka: produce (sarama's goroutines)", []string{"sarama.withRecover"}},
-	{"… of which encoding produce requests", []string{"sarama.(*ProduceRequest).encode"}},
-	{"garbage collector", []string{"runtime.gcBgMarkWorker"}},
+	{"segments: read, verify and decode", []string{"restore.readPartition"}, ""},
+	{"… of which decompressing blocks", []string{"segment.Codec.decompress"}, ""},
+	{"writer: records to messages, transactions", []string{"restore.(*restoreRun).write"}, ""},
+	{"Kafka: produce (sarama's goroutines)", []string{"sarama.withRecover"}, ""},
+	{"… of which encoding produce requests", []string{"sarama.(*ProduceRequest).encode"}, ""},
+	{"garbage collector", []string{"runtime.gcBgMarkWorker"}, ""},
 }
 
 // profileSummary splits the CPU of a worker's profile into parts, as a
@@ -57,7 +65,49 @@ func profileSummary(file string, parts []cpuPart) (string, error) {
 // profileParts returns the CPU seconds of each part (by its name) in a
 // profile, and the profile's total.
 func profileParts(file string, parts []cpuPart) (map[string]float64, float64, error) {
-	out, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=400", file).Output()
+	secs := map[string]float64{}
+	var total float64
+	byIgnore := map[string][]cpuPart{}
+	for _, p := range parts {
+		byIgnore[p.ignore] = append(byIgnore[p.ignore], p)
+	}
+	for ignore, parts := range byIgnore {
+		cum, t, err := cumulativeSeconds(file, ignore)
+		if err != nil {
+			return nil, 0, err
+		}
+		if ignore == "" {
+			total = t
+		}
+		for _, p := range parts {
+			for _, fn := range p.functions {
+				for name, c := range cum {
+					if strings.HasSuffix(name, fn) {
+						secs[p.part] += c
+					}
+				}
+			}
+		}
+	}
+	if total == 0 {
+		if _, t, err := cumulativeSeconds(file, ""); err != nil || t == 0 {
+			return nil, 0, fmt.Errorf("%s: no samples", file)
+		} else {
+			total = t
+		}
+	}
+	return secs, total, nil
+}
+
+// cumulativeSeconds returns every function's cumulative seconds in a
+// profile (`go tool pprof -top -cum`), by its name, without the samples
+// matching ignore if set, and the profile's total.
+func cumulativeSeconds(file, ignore string) (map[string]float64, float64, error) {
+	args := []string{"tool", "pprof", "-top", "-cum", "-nodecount=400"}
+	if ignore != "" {
+		args = append(args, "-ignore="+ignore)
+	}
+	out, err := exec.Command("go", append(args, file)...).Output()
 	if err != nil {
 		return nil, 0, fmt.Errorf("go tool pprof %s: %w", file, err)
 	}
@@ -75,25 +125,9 @@ func profileParts(file string, parts []cpuPart) (map[string]float64, float64, er
 		if len(f) < 6 {
 			continue
 		}
-		name := strings.Join(f[5:], " ")
-		for _, p := range parts {
-			for _, fn := range p.functions {
-				if strings.HasSuffix(name, fn) {
-					cum[fn] = seconds(f[3])
-				}
-			}
-		}
+		cum[strings.Join(f[5:], " ")] = seconds(f[3])
 	}
-	if total == 0 {
-		return nil, 0, fmt.Errorf("%s: no samples", file)
-	}
-	secs := map[string]float64{}
-	for _, p := range parts {
-		for _, fn := range p.functions {
-			secs[p.part] += cum[fn]
-		}
-	}
-	return secs, total, nil
+	return cum, total, nil
 }
 
 // seconds parses pprof's "1.23s", "450ms" or "1.2mins".
