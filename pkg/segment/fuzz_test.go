@@ -90,14 +90,7 @@ func BenchmarkEncode(b *testing.B) {
 			}
 			b.Run(name, func(b *testing.B) {
 				if inline {
-					for range cap(compressSlots) {
-						compressSlots <- struct{}{}
-					}
-					defer func() {
-						for range cap(compressSlots) {
-							<-compressSlots
-						}
-					}()
+					defer takeCompressSlots()()
 				}
 				b.SetBytes(size)
 				b.ReportAllocs()

@@ -65,12 +65,13 @@ func profileSummary(file string, parts []cpuPart) (string, error) {
 // profileParts returns the CPU seconds of each part (by its name) in a
 // profile, and the profile's total.
 func profileParts(file string, parts []cpuPart) (map[string]float64, float64, error) {
-	secs := map[string]float64{}
-	var total float64
-	byIgnore := map[string][]cpuPart{}
+	// One pprof run per distinct ignore; the one without gives the total.
+	byIgnore := map[string][]cpuPart{"": nil}
 	for _, p := range parts {
 		byIgnore[p.ignore] = append(byIgnore[p.ignore], p)
 	}
+	secs := map[string]float64{}
+	var total float64
 	for ignore, parts := range byIgnore {
 		cum, t, err := cumulativeSeconds(file, ignore)
 		if err != nil {
@@ -90,11 +91,7 @@ func profileParts(file string, parts []cpuPart) (map[string]float64, float64, er
 		}
 	}
 	if total == 0 {
-		if _, t, err := cumulativeSeconds(file, ""); err != nil || t == 0 {
-			return nil, 0, fmt.Errorf("%s: no samples", file)
-		} else {
-			total = t
-		}
+		return nil, 0, fmt.Errorf("%s: no samples", file)
 	}
 	return secs, total, nil
 }
