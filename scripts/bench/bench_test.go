@@ -72,7 +72,8 @@ func TestTargets(t *testing.T) {
 		{name: "armory worker --backup → volume (lz4)", seconds: 3, bytes: mb, cpuSeconds: 3, kfakeCPUSeconds: 1},
 		// 1 GB at 500 MB/s while flowing is 2 s of the 3.5.
 		{name: "armory worker --backup → volume (none)", seconds: 3.5, bytes: mb, cpuSeconds: 2.2, kfakeCPUSeconds: 1, flowMBps: 500},
-		{name: "armory worker --backup → volume on tmpfs (none)", seconds: 1, bytes: mb},
+		// The same to tmpfs: 5 CPU s in none's 2.22 s target is 2.25 cores.
+		{name: "armory worker --backup → volume on tmpfs (none)", seconds: 2.5, bytes: mb, cpuSeconds: 4, kfakeCPUSeconds: 1},
 	}
 	got := renderTargets(backups, 2, 0)
 	for _, want := range []string{
@@ -92,13 +93,23 @@ func TestTargets(t *testing.T) {
 	}
 	// The same none backup, flowing at 0.8× only: it waited.
 	backups[3].flowMBps, backups[3].stealPct = 400, 27
-	if got := renderTargets(backups, 2, 0); !strings.Contains(got, "not CPU (1.44 cores would do), and below the target while records flow too: "+
-		"the run waited, on the disk (its fsyncs; see the dd row), on Kafka, or for cores (steal 27%) |") {
+	// Its tmpfs run says the cores would not have done without a disk.
+	tmpfsSays := "; to tmpfs, with no disk to wait on, it reached 0.80×, its CPU and kfake's (5.0 s) needing 2.25 cores at the target, " +
+		"more than this machine's 2"
+	got = renderTargets(backups, 2, 0)
+	if !strings.Contains(got, "not CPU (1.44 cores would do), and below the target while records flow too: "+
+		"the run waited, on the disk (its fsyncs; see the dd row), on Kafka, or for cores (steal 27%)"+tmpfsSays+" |") {
 		t.Errorf("a backup below its target while records flow, without the CPU to blame:\n%s", got)
 	}
-	if strings.Contains(got, "tmpfs") {
-		t.Errorf("the targets are for the disk volume's backups:\n%s", got)
+	if rows := strings.Count(got, "\n| "); rows != 4 {
+		t.Errorf("the targets are for the disk volume's backups: want a header and 3 rows, got %d:\n%s", rows, got)
 	}
+	// A tmpfs run that would fit in the cores is not said to exceed them.
+	backups[4].cpuSeconds = 2
+	if got := renderTargets(backups, 2, 0); !strings.Contains(got, "(3.0 s) needing 1.35 cores at the target |") {
+		t.Errorf("a tmpfs run within the cores:\n%s", got)
+	}
+	backups[4].cpuSeconds = 4
 	if strings.Contains(got, "the disk alone") {
 		t.Errorf("no dd row, yet the disk is blamed:\n%s", got)
 	}
@@ -106,7 +117,7 @@ func TestTargets(t *testing.T) {
 	// way of none's 0.9×, not of lz4's 0.6×, already met.
 	backups = append(backups, result{name: "dd bs=64k conv=fsync to the volume's disk (the disk's speed)", seconds: 2.5, bytes: mb})
 	got = renderTargets(backups, 2, 0)
-	if !strings.Contains(got, "(steal 27%); and the disk alone (the dd row) writes at 0.80× kcat -C: a backup that stores every byte on it cannot reach 0.90× |") {
+	if !strings.Contains(got, "(steal 27%)"+tmpfsSays+"; and the disk alone (the dd row) writes at 0.80× kcat -C: a backup that stores every byte on it cannot reach 0.90× |") {
 		t.Errorf("a disk slower than none's target is not named:\n%s", got)
 	}
 	if strings.Count(got, "the disk alone") != 1 {

@@ -21,7 +21,8 @@ var backupTargets = []struct {
 // drain of the last segments, with what the worker's page faults cost at
 // faultMicros each); or else waiting. When the disk alone (the
 // dd row) is slower than a target, no backup to it can meet it, whatever
-// the cores: that is said too.
+// the cores: that is said too. Where the cores would do, the same backup to
+// tmpfs, when it ran, says whether the disk was what stood in the way.
 func renderTargets(backups []result, cores int, faultMicros float64) string {
 	if len(backups) == 0 || !strings.Contains(backups[0].name, "baseline") {
 		return ""
@@ -42,16 +43,10 @@ func renderTargets(backups []result, cores int, faultMicros float64) string {
 	b.WriteString("| backup to a volume | target | reached | while records flow | CPU s, worker + kfake | cores needed at the target | " +
 		"of which compressing | of which storage | what stands in the way |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, t := range backupTargets {
-		i := -1
-		for j, r := range backups {
-			if r.name == fmt.Sprintf("armory worker --backup → volume (%s)", t.codec) {
-				i = j
-			}
-		}
-		if i < 0 {
+		r := findResult(backups, fmt.Sprintf("armory worker --backup → volume (%s)", t.codec))
+		if r == nil {
 			continue
 		}
-		r := backups[i]
 		reached := base.seconds / r.seconds
 		targetSeconds := base.seconds / t.ratio
 		cpu := r.cpuSeconds + r.kfakeCPUSeconds
@@ -96,6 +91,17 @@ func renderTargets(backups []result, cores int, faultMicros float64) string {
 			why = fmt.Sprintf("not CPU (%.2f cores would do), and below the target while records flow too: the run waited, on the disk "+
 				"(its fsyncs; see the dd row), on Kafka, or for cores (steal %.0f%%)", needed, r.stealPct)
 		}
+		if tmpfs := findResult(backups, fmt.Sprintf("armory worker --backup → volume on tmpfs (%s)", t.codec)); why != "met" &&
+			needed <= float64(cores) && tmpfs != nil && tmpfs.seconds > 0 {
+			// The same backup with no disk under it: whether the disk
+			// or the cores were in the way.
+			tmpfsCPU := tmpfs.cpuSeconds + tmpfs.kfakeCPUSeconds
+			why += fmt.Sprintf("; to tmpfs, with no disk to wait on, it reached %.2f×, its CPU and kfake's (%.1f s) needing %.2f cores at the target",
+				base.seconds/tmpfs.seconds, tmpfsCPU, tmpfsCPU/targetSeconds)
+			if tmpfsCPU/targetSeconds > float64(cores) {
+				why += fmt.Sprintf(", more than this machine's %d", cores)
+			}
+		}
 		if why != "met" && diskRatio > 0 && diskRatio < t.ratio {
 			why += fmt.Sprintf("; and the disk alone (the dd row) writes at %.2f× kcat -C: a backup that stores every byte on it cannot reach %.2f×", diskRatio, t.ratio)
 		}
@@ -103,4 +109,15 @@ func renderTargets(backups []result, cores int, faultMicros float64) string {
 			t.codec, t.ratio, targetSeconds, reached, flowing, cpu, needed, compressing, storing, why)
 	}
 	return b.String()
+}
+
+// findResult returns the last result of that name, or nil.
+func findResult(results []result, name string) *result {
+	var found *result
+	for i := range results {
+		if results[i].name == name {
+			found = &results[i]
+		}
+	}
+	return found
 }
