@@ -109,13 +109,19 @@ func TestTargets(t *testing.T) {
 	if got := renderTargets(backups, 2, 0); !strings.Contains(got, "(3.0 s) needing 1.35 cores at the target |") {
 		t.Errorf("a tmpfs run within the cores:\n%s", got)
 	}
+	// 4.45 CPU s in 2.22 s, 2.0025 cores, prints as 2.00: not said to be
+	// more than 2.
+	backups[4].cpuSeconds = 3.45
+	if got := renderTargets(backups, 2, 0); !strings.Contains(got, " needing 2.00 cores at the target |") {
+		t.Errorf("a tmpfs run at the cores, as printed:\n%s", got)
+	}
 	backups[4].cpuSeconds = 4
 	if strings.Contains(got, "the disk alone") {
 		t.Errorf("no dd row, yet the disk is blamed:\n%s", got)
 	}
 	// A disk that writes at 0.8× kcat (2.5 s for kcat's 2) stands in the
 	// way of none's 0.9×, not of lz4's 0.6×, already met.
-	backups = append(backups, result{name: "dd bs=64k conv=fsync to the volume's disk (the disk's speed)", seconds: 2.5, bytes: mb})
+	backups = append(backups, result{name: "3 × dd bs=64k conv=fsync at once to the volume's disk, a file each (the disk's speed)", seconds: 2.5, bytes: mb})
 	got = renderTargets(backups, 2, 0)
 	if !strings.Contains(got, "(steal 27%)"+tmpfsSays+"; and the disk alone (the dd row) writes at 0.80× kcat -C: a backup that stores every byte on it cannot reach 0.90× |") {
 		t.Errorf("a disk slower than none's target is not named:\n%s", got)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -30,7 +31,7 @@ func renderTargets(backups []result, cores int, faultMicros float64) string {
 	base := backups[0]
 	diskRatio := 0.0
 	for _, r := range backups {
-		if strings.HasPrefix(r.name, "dd ") && r.seconds > 0 {
+		if strings.Contains(r.name, " dd bs=") && r.seconds > 0 {
 			diskRatio = base.seconds / r.seconds
 		}
 	}
@@ -96,9 +97,10 @@ func renderTargets(backups []result, cores int, faultMicros float64) string {
 			// The same backup with no disk under it: whether the disk
 			// or the cores were in the way.
 			tmpfsCPU := tmpfs.cpuSeconds + tmpfs.kfakeCPUSeconds
+			tmpfsCores := math.Round(tmpfsCPU/targetSeconds*100) / 100 // as printed
 			why += fmt.Sprintf("; to tmpfs, with no disk to wait on, it reached %.2f×, its CPU and kfake's (%.1f s) needing %.2f cores at the target",
-				base.seconds/tmpfs.seconds, tmpfsCPU, tmpfsCPU/targetSeconds)
-			if tmpfsCPU/targetSeconds > float64(cores) {
+				base.seconds/tmpfs.seconds, tmpfsCPU, tmpfsCores)
+			if tmpfsCores > float64(cores) {
 				why += fmt.Sprintf(", more than this machine's %d", cores)
 			}
 		}
