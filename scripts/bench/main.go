@@ -9,6 +9,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -27,6 +28,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -39,6 +41,7 @@ import (
 
 	"github.com/kannika/armory/pkg/kafka"
 	"github.com/kannika/armory/pkg/layout"
+	"github.com/kannika/armory/pkg/restore"
 	"github.com/kannika/armory/pkg/segment"
 	"github.com/kannika/armory/pkg/storage"
 	"github.com/kannika/armory/pkg/storage/gcs"
@@ -169,7 +172,9 @@ type report struct {
 	restores []result
 	rss      []result
 	wide     []result
-	ctrl     *controllerResult
+	// wideRestore is the restore of the wide backup's first topics.
+	wideRestore *result
+	ctrl        *controllerResult
 }
 
 func run(o options) error {
@@ -322,11 +327,11 @@ func run(o options) error {
 		rep.rss = append(rep.rss, r)
 	}
 	if o.runs("wide") {
-		r, err := b.wideBackup()
+		r, rr, err := b.wideBackup()
 		if err != nil {
 			return err
 		}
-		rep.wide = append(rep.wide, r)
+		rep.wide, rep.wideRestore = append(rep.wide, r), &rr
 	}
 
 	if o.runs("controller") {
@@ -423,44 +428,194 @@ func (b *bench) restores(vol string, records int64) ([]result, error) {
 
 // wideBackup backs up wideTopics topics of 3 partitions, wideMiB in all, on
 // a cluster of their own, at the workers' memory budget, and checks every
-// record is stored exactly once.
-func (b *bench) wideBackup() (result, error) {
+// record is stored exactly once. Then it restores as many of those topics
+// as one Restore takes into a cluster of their own and checks that the
+// restored partitions hold the source's records.
+func (b *bench) wideBackup() (backup, restore result, err error) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
 	if err != nil {
-		return result{}, err
+		return backup, restore, err
 	}
 	defer cluster.Close()
 	var topics []string
 	for i := range b.wideTopics {
 		t := fmt.Sprintf("wide.%03d", i)
 		if err := cluster.CreateTopic(t, partitions, nil); err != nil {
-			return result{}, err
+			return backup, restore, err
 		}
 		topics = append(topics, t)
 	}
 	perTopic := int64(b.wideMiB) << 20 / valueSize / int64(b.wideTopics)
 	fmt.Printf("producing %d records to each of %d topics (%d MiB)...\n", perTopic, b.wideTopics, b.wideMiB)
 	if err := produceTopics(cluster.ListenAddrs(), topics, partitions, perTopic); err != nil {
-		return result{}, err
+		return backup, restore, err
 	}
 	vol := filepath.Join(b.dir, "wide")
 	vb, err := volume.New(vol)
 	if err != nil {
-		return result{}, err
+		return backup, restore, err
 	}
 	saved := b.brokers
 	b.brokers = cluster.ListenAddrs()
-	r, err := b.runWorker("wide", "zstd", topics, partitions, "volume: {capacity: 10Gi}", vol, vb, perTopic*int64(len(topics)))
+	backup, err = b.runWorker("wide", "zstd", topics, partitions, "volume: {capacity: 10Gi}", vol, vb, perTopic*int64(len(topics)))
 	b.brokers = saved
 	if err != nil {
-		return result{}, err
+		return backup, restore, err
 	}
-	r.name = fmt.Sprintf("armory worker --backup → volume (zstd), %d topics × %d partitions, %s", len(topics), partitions, b.budgetPhrase())
+	backup.name = fmt.Sprintf("armory worker --backup → volume (zstd), %d topics × %d partitions, %s", len(topics), partitions, b.budgetPhrase())
 	if err := checkExactlyOnce(b.ctx, vb, topics, partitions, perTopic); err != nil {
-		return result{}, err
+		return backup, restore, err
 	}
-	r.checked = true
-	return r, nil
+	backup.checked = true
+
+	restored := topics[:min(len(topics), maxRestoreTopics)]
+	target, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
+	if err != nil {
+		return backup, restore, err
+	}
+	defer target.Close()
+	var mapping strings.Builder
+	for _, t := range restored {
+		fmt.Fprintf(&mapping, "    - {source: %s, target: %s}\n", t, t)
+	}
+	fmt.Printf("armory worker --restore of %d topics from the wide backup...\n", len(restored))
+	restore, err = b.restoreWorker("bench-wide-restore", "wide-restore", target.ListenAddrs(), mapping.String(), vol, perTopic*int64(len(restored)))
+	if err != nil {
+		return backup, restore, err
+	}
+	restore.name = fmt.Sprintf("armory worker --restore ← volume (zstd), %d topics × %d partitions, transactions, createTopics", len(restored), partitions)
+	if err := sameRecords(cluster.ListenAddrs(), target.ListenAddrs(), restored, partitions); err != nil {
+		return backup, restore, fmt.Errorf("the wide restore: %w", err)
+	}
+	restore.checked = true
+	return backup, restore, nil
+}
+
+// maxRestoreTopics is the most topics one Restore maps (spec.config.topics'
+// MaxItems).
+const maxRestoreTopics = 100
+
+// sameRecords reads every partition of topics from the source cluster and,
+// read_committed, from the target, and fails unless each target partition
+// holds the source's records (key, value, headers), in order, none missing
+// or added. Partitions are read 16 at a time.
+func sameRecords(source, target []string, topics []string, parts int) error {
+	type part struct {
+		topic string
+		p     int32
+	}
+	work := make(chan part)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for w := range work {
+				if err := samePartition(source, target, w.topic, w.p); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		})
+	}
+	for _, t := range topics {
+		for p := range int32(parts) {
+			work <- part{t, p}
+		}
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+func samePartition(source, target []string, topic string, p int32) error {
+	want, err := readPartition(source, topic, p, -1)
+	if err != nil {
+		return fmt.Errorf("reading %s/%d from the source: %w", topic, p, err)
+	}
+	got, err := readPartition(target, topic, p, len(want))
+	if err != nil {
+		return fmt.Errorf("reading %s/%d from the target: %w", topic, p, err)
+	}
+	if len(got) != len(want) {
+		return fmt.Errorf("%s/%d: %d records restored, the source has %d", topic, p, len(got), len(want))
+	}
+	for i := range want {
+		for f, field := range []string{"key", "value", "headers"} {
+			if !bytes.Equal(got[i][f], want[i][f]) {
+				return fmt.Errorf("%s/%d: record %d differs from the source's in its %s", topic, p, i, field)
+			}
+		}
+	}
+	return nil
+}
+
+// readPartition returns a partition's records (key, value, headers as one
+// string), read_committed, from its start to its end offset. A partition
+// written in transactions ends with commit markers, which no consumer
+// sees: once expect records (when expect >= 0) have come, what follows
+// them is waited for 1 s, so that one record more is still caught.
+func readPartition(brokers []string, topic string, p int32, expect int) ([][3][]byte, error) {
+	cfg := sarama.NewConfig()
+	cfg.Version = kafka.Version
+	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
+	cfg.Consumer.MaxWaitTime = 100 * time.Millisecond
+	client, err := sarama.NewClient(brokers, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer client.Close()
+	end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+	if err != nil {
+		return nil, err
+	}
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return nil, err
+	}
+	defer consumer.Close()
+	pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
+	if err != nil {
+		return nil, err
+	}
+	defer pc.Close()
+	var out [][3][]byte
+	if end == 0 {
+		return out, nil
+	}
+	idle := 30 * time.Second // no record for this long: the read is stuck
+	for {
+		timer := time.NewTimer(idle)
+		select {
+		case m := <-pc.Messages():
+			timer.Stop()
+			var h strings.Builder
+			for _, rh := range m.Headers {
+				fmt.Fprintf(&h, "%q=%q;", rh.Key, rh.Value)
+			}
+			out = append(out, [3][]byte{m.Key, m.Value, []byte(h.String())})
+			if m.Offset+1 >= end {
+				return out, nil
+			}
+			if expect >= 0 && len(out) >= expect {
+				idle = time.Second
+			}
+		case err := <-pc.Errors():
+			timer.Stop()
+			return nil, err
+		case <-timer.C:
+			if expect >= 0 && len(out) >= expect {
+				return out, nil // the rest up to the end offset are markers
+			}
+			return nil, fmt.Errorf("no record for %s after %d of them (end offset %d)", idle, len(out), end)
+		}
+	}
 }
 
 // produce writes records to topic's partitions, round robin.
@@ -1050,7 +1205,15 @@ func runKcatProduce(source, target []string, dir string, records int64) (result,
 // a topic it creates on the target cluster, from start to exit 0.
 func (b *bench) runRestore(target []string, storagePath string, records int64) (result, error) {
 	fmt.Println("armory worker --restore from the volume...")
-	ns := "bench-restore"
+	r, err := b.restoreWorker("bench-restore", "restore", target, fmt.Sprintf("    - {source: %s, target: bench.restored}\n", topic), storagePath, records)
+	r.name = "armory worker --restore ← volume (zstd), transactions, createTopics"
+	return r, err
+}
+
+// restoreWorker runs a Restore, in namespace ns, of the topics (YAML list
+// items) from the volume at storagePath into the target cluster, and
+// measures its worker; name names its profiles and log.
+func (b *bench) restoreWorker(ns, name string, target []string, topics, storagePath string, records int64) (result, error) {
 	manifest := fmt.Sprintf(`apiVersion: kannika.io/v1alpha
 kind: EventHub
 metadata: {name: target}
@@ -1070,15 +1233,15 @@ spec:
   enabled: true
   config:
     createTopics: true
-    topics: [{source: %s, target: bench.restored}]
-`, strings.Join(target, ","), topic)
+    topics:
+%s`, strings.Join(target, ","), topics)
 	if err := applyIn(b.ctx, b.env, ns, manifest); err != nil {
 		return result{}, err
 	}
 	args := []string{"worker", "--restore=bench", "--kubeconfig", b.env.Kubeconfig, "--namespace", ns,
 		"--storage-path", storagePath, "--metrics-bind-address", "0", "--health-probe-bind-address", "0"}
-	worker := exec.Command(b.armory, append(args, b.profileArgs("restore")...)...)
-	logFile, removeLog, err := b.logFile("restore")
+	worker := exec.Command(b.armory, append(args, b.profileArgs(name)...)...)
+	logFile, removeLog, err := b.logFile(name)
 	if err != nil {
 		return result{}, err
 	}
@@ -1098,8 +1261,8 @@ spec:
 		log, _ := os.ReadFile(logFile.Name())
 		return result{}, fmt.Errorf("restore worker: %w\n%s", err, tail(log))
 	}
-	return result{name: "armory worker --restore ← volume (zstd), transactions, createTopics", seconds: elapsed, records: records,
-		bytes: records * (valueSize + 16), peakRSSMiB: peak, cpuSeconds: cpuSeconds, profile: b.cpuProfile("restore"), stealPct: stolen,
+	return result{seconds: elapsed, records: records,
+		bytes: records * (valueSize + 16), peakRSSMiB: peak, cpuSeconds: cpuSeconds, profile: b.cpuProfile(name), stealPct: stolen,
 		kfakeCPUSeconds: kfakeCPU}, nil
 }
 
@@ -1278,6 +1441,19 @@ func renderReport(o options, rep *report, segmentBench string) string {
 		if o.budget == "" {
 			b.WriteString("\n" + againstBound(r.peakRSSMiB) + "\n")
 		}
+	}
+	if rr := rep.wideRestore; rr != nil && rr.seconds > 0 {
+		n := min(o.wideTopics, maxRestoreTopics)
+		fmt.Fprintf(&b, "\n### Restoring it\n\nThe first %d of those topics (%d partitions; one Restore maps at most %d topics) restored from that "+
+			"backup into a kfake cluster of their own: createTopics, transactions and --parallel-partitions (%d) at the defaults. ",
+			n, n*partitions, maxRestoreTopics, restore.DefaultParallel)
+		if rr.checked {
+			b.WriteString("After the run every restored partition was read (read_committed) beside its source: the same records (key, value, " +
+				"headers), in order, none missing or added.")
+		}
+		b.WriteString("\n\n| restore | records | seconds | MB/s | CPU s | kfake CPU s | peak RSS MiB |\n|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| %s | %d | %.1f | %.0f | %s | %.1f | %.0f |\n", rr.name, rr.records, rr.seconds, float64(rr.bytes)/rr.seconds/1e6,
+			cpuCell(*rr), rr.kfakeCPUSeconds, rr.peakRSSMiB)
 	}
 	if c := rep.ctrl; c != nil {
 		fmt.Fprintf(&b, "\n## The controller with %d Backups\n\n%d Backups across %d namespaces (each namespace with its EventHub and Storage), "+
