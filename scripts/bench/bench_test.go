@@ -35,7 +35,7 @@ func TestBenchRunsAtATinySize(t *testing.T) {
 	for _, want := range []string{
 		"## Backup of a 4 MiB topic", "→ volume (zstd)", "→ volume (zstd, level fastest)", "→ volume (lz4)", "→ volume (none)", "→ gcs (zstd)",
 		"### While records flow", "ran in 2 rounds", "Page faults are the worker's minor faults",
-		"## Restore of that backup", "armory worker --restore", "### Where the restore's CPU goes",
+		"## Restore of that backup", "armory worker --restore", "The writers ran in 2 rounds", "### Where the restore's CPU goes",
 		"## Memory does not grow with the topic", "Peak RSS ratio",
 		"## A wide backup: 4 topics × 3 partitions", "none missing or repeated",
 		"### Restoring it", "4 topics × 3 partitions, transactions, createTopics", "the same records (key, value, headers), in order, none missing or added",

@@ -306,7 +306,7 @@ func run(o options) error {
 		rep.backups = append(rep.backups, r)
 	}
 	if o.runs("restore") {
-		if rep.restores, err = b.restores(zstdVolume, rep.records); err != nil {
+		if rep.restores, err = b.restores(zstdVolume, rep.records, max(o.rounds, 1)); err != nil {
 			return err
 		}
 	}
@@ -402,28 +402,48 @@ func (b *bench) backupToGCS(records int64) (result, error) {
 
 // restores restores the zstd volume backup into an empty topic of another
 // cluster, beside kcat -P writing the same records.
-func (b *bench) restores(vol string, records int64) ([]result, error) {
-	target, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
-	if err != nil {
-		return nil, err
-	}
-	defer target.Close()
-	var out []result
+// restores writes the backup at vol into an empty topic, with kcat -P (the
+// baseline) and with the restore worker, rounds times, interleaved, each
+// round into a kfake cluster of its own; each is reported by its middle
+// run.
+func (b *bench) restores(vol string, records int64, rounds int) ([]result, error) {
+	var files []string
 	if b.kcat {
-		if err := target.CreateTopic("bench.kcat", partitions, nil); err != nil {
+		var err error
+		if files, err = dumpPartitions(b.brokers, b.dir); err != nil {
 			return nil, err
 		}
-		kp, err := runKcatProduce(b.brokers, target.ListenAddrs(), b.dir, records)
+	}
+	var kcats, workers []result
+	for round := range rounds {
+		target, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, kp)
+		if b.kcat {
+			if err := target.CreateTopic("bench.kcat", partitions, nil); err != nil {
+				target.Close()
+				return nil, err
+			}
+			kp, err := runKcatProduce(target.ListenAddrs(), files, records)
+			if err != nil {
+				target.Close()
+				return nil, err
+			}
+			kcats = append(kcats, kp)
+		}
+		rr, err := b.runRestore(target.ListenAddrs(), vol, records, round)
+		target.Close()
+		if err != nil {
+			return nil, err
+		}
+		workers = append(workers, rr)
 	}
-	rr, err := b.runRestore(target.ListenAddrs(), vol, records)
-	if err != nil {
-		return nil, err
+	var out []result
+	if len(kcats) > 0 {
+		out = append(out, middleRun(kcats))
 	}
-	return append(out, rr), nil
+	return append(out, middleRun(workers)), nil
 }
 
 // wideBackup backs up wideTopics topics of 3 partitions, wideMiB in all, on
@@ -1151,25 +1171,33 @@ func tail(b []byte) string {
 // runKcatProduce dumps each partition with kcat -C to a file, then times
 // one `kcat -P` per partition (in parallel, acks=all, idempotent) writing
 // those records into an empty topic of the target cluster.
-func runKcatProduce(source, target []string, dir string, records int64) (result, error) {
-	fmt.Println("kcat -P from files (baseline)...")
-	const restored = "bench.kcat"
+// dumpPartitions writes each partition's keys and values (tab between) to
+// a file in dir with kcat -C, for kcat -P to produce; not timed.
+func dumpPartitions(source []string, dir string) ([]string, error) {
 	var files []string
 	for p := range partitions {
 		f := filepath.Join(dir, fmt.Sprintf("partition-%d.txt", p))
 		out, err := os.Create(f)
 		if err != nil {
-			return result{}, err
+			return nil, err
 		}
 		cmd := exec.Command("kcat", "-C", "-b", strings.Join(source, ","), "-t", topic, "-p", fmt.Sprint(p), "-o", "beginning", "-e", "-q", "-f", "%k\t%s\n")
 		cmd.Stdout, cmd.Stderr = out, os.Stderr
 		err = cmd.Run()
 		out.Close()
 		if err != nil {
-			return result{}, fmt.Errorf("kcat -C: %w", err)
+			return nil, fmt.Errorf("kcat -C: %w", err)
 		}
 		files = append(files, f)
 	}
+	return files, nil
+}
+
+// runKcatProduce produces each file into its partition of bench.kcat on
+// target, one kcat -P per partition, in parallel.
+func runKcatProduce(target []string, files []string, records int64) (result, error) {
+	fmt.Println("kcat -P from files (baseline)...")
+	const restored = "bench.kcat"
 	start, kfake, steal := time.Now(), processCPU(os.Getpid()), stealMeter()
 	var cmds []*exec.Cmd
 	var stops []func() float64
@@ -1203,9 +1231,13 @@ func runKcatProduce(source, target []string, dir string, records int64) (result,
 
 // runRestore restores the volume backup with `armory worker --restore` into
 // a topic it creates on the target cluster, from start to exit 0.
-func (b *bench) runRestore(target []string, storagePath string, records int64) (result, error) {
+func (b *bench) runRestore(target []string, storagePath string, records int64, round int) (result, error) {
 	fmt.Println("armory worker --restore from the volume...")
-	r, err := b.restoreWorker("bench-restore", "restore", target, fmt.Sprintf("    - {source: %s, target: bench.restored}\n", topic), storagePath, records)
+	ns, name := "bench-restore", "restore"
+	if round > 0 {
+		ns, name = fmt.Sprintf("%s-round%d", ns, round+1), fmt.Sprintf("%s-round%d", name, round+1)
+	}
+	r, err := b.restoreWorker(ns, name, target, fmt.Sprintf("    - {source: %s, target: bench.restored}\n", topic), storagePath, records)
 	r.name = "armory worker --restore ← volume (zstd), transactions, createTopics"
 	return r, err
 }
@@ -1321,15 +1353,7 @@ func renderReport(o options, rep *report, segmentBench string) string {
 			if r.kfakeCPUSeconds > 0 {
 				kfakeCPU = fmt.Sprintf("%.1f", r.kfakeCPUSeconds)
 			}
-			seconds := fmt.Sprintf("%.1f", r.seconds)
-			if len(r.rounds) > 1 {
-				each := make([]string, len(r.rounds))
-				for i, s := range r.rounds {
-					each[i] = fmt.Sprintf("%.1f", s)
-				}
-				seconds += " (" + strings.Join(each, ", ") + ")"
-			}
-			fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %s | %s | %.0f | %s | %s | %s | %s |\n", r.name, seconds,
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %s | %s | %.0f | %s | %s | %s | %s |\n", r.name, roundSeconds(r),
 				float64(r.bytes)/r.seconds/1e6, perSecond, ratio(r, base), cpuCell(r), kfakeCPU, r.stealPct, rss, stored, segments, faults)
 		}
 		b.WriteString("\nCPU s is the reader's own; kfake CPU s is the bench's process meanwhile, where kfake serves the records (and, for GCS, " +
@@ -1390,14 +1414,19 @@ func renderReport(o options, rep *report, segmentBench string) string {
 			"The baseline is one `kcat -P` per partition (run in parallel, acks=all, idempotent, librdkafka defaults otherwise) writing the same keys and "+
 			"values from files that `kcat -C` dumped beforehand (the dump is not timed). The worker's time runs from its start (API reads, Lease, planning, "+
 			"creating the topic, the exactly-once claim) to its exit after the last transaction committed; transactions at the defaults. "+
-			"Peak RSS of the baseline is the sum of its processes'.\n\n")
+			"Peak RSS of the baseline is the sum of its processes'.")
+		if n := len(rep.restores[len(rep.restores)-1].rounds); n > 1 {
+			fmt.Fprintf(&b, " The writers ran in %d rounds, interleaved, each round into a kfake cluster of its own: each row is its middle run "+
+				"(the seconds of every run are in brackets, in the order they ran), all its other figures from that run.", n)
+		}
+		b.WriteString("\n\n")
 		base := result{}
 		if strings.Contains(rep.restores[0].name, "baseline") {
 			base = rep.restores[0]
 		}
 		b.WriteString("| writer | seconds | MB/s | records/s | vs kcat -P | CPU s | kfake CPU s | steal % | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range rep.restores {
-			fmt.Fprintf(&b, "| %s | %.1f | %.0f | %.0f | %s | %s | %.1f | %.0f | %.0f |\n", r.name, r.seconds, float64(r.bytes)/r.seconds/1e6,
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %s | %s | %.1f | %.0f | %.0f |\n", r.name, roundSeconds(r), float64(r.bytes)/r.seconds/1e6,
 				float64(r.records)/r.seconds, ratio(r, base), cpuCell(r), r.kfakeCPUSeconds, r.stealPct, r.peakRSSMiB)
 		}
 		b.WriteString("\nCPU s is the writer's own (all its processes for kcat); kfake CPU s is the bench's process meanwhile, where the " +
@@ -1473,6 +1502,20 @@ func renderReport(o options, rep *report, segmentBench string) string {
 		b.WriteString("\n```\n")
 	}
 	return b.String()
+}
+
+// roundSeconds is a result's seconds, and those of every round it is the
+// middle run of.
+func roundSeconds(r result) string {
+	seconds := fmt.Sprintf("%.1f", r.seconds)
+	if len(r.rounds) > 1 {
+		each := make([]string, len(r.rounds))
+		for i, s := range r.rounds {
+			each[i] = fmt.Sprintf("%.1f", s)
+		}
+		seconds += " (" + strings.Join(each, ", ") + ")"
+	}
+	return seconds
 }
 
 func cpuCell(r result) string {
