@@ -400,8 +400,6 @@ func (b *bench) backupToGCS(records int64) (result, error) {
 	return b.runWorker("gcs", "zstd", []string{topic}, partitions, fmt.Sprintf("gcsBucket: {bucket: bench, endpoint: %q}", srv.URL()), "", gb, records)
 }
 
-// restores restores the zstd volume backup into an empty topic of another
-// cluster, beside kcat -P writing the same records.
 // restores writes the backup at vol into an empty topic, with kcat -P (the
 // baseline) and with the restore worker, rounds times, interleaved, each
 // round into a kfake cluster of its own; each is reported by its middle
@@ -416,26 +414,12 @@ func (b *bench) restores(vol string, records int64, rounds int) ([]result, error
 	}
 	var kcats, workers []result
 	for round := range rounds {
-		target, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
+		kp, rr, err := b.restoreRound(vol, files, records, round)
 		if err != nil {
 			return nil, err
 		}
-		if b.kcat {
-			if err := target.CreateTopic("bench.kcat", partitions, nil); err != nil {
-				target.Close()
-				return nil, err
-			}
-			kp, err := runKcatProduce(target.ListenAddrs(), files, records)
-			if err != nil {
-				target.Close()
-				return nil, err
-			}
-			kcats = append(kcats, kp)
-		}
-		rr, err := b.runRestore(target.ListenAddrs(), vol, records, round)
-		target.Close()
-		if err != nil {
-			return nil, err
+		if kp != nil {
+			kcats = append(kcats, *kp)
 		}
 		workers = append(workers, rr)
 	}
@@ -446,52 +430,75 @@ func (b *bench) restores(vol string, records int64, rounds int) ([]result, error
 	return append(out, middleRun(workers)), nil
 }
 
+// restoreRound runs kcat -P from files (when kcat is there) and the restore
+// worker, each into an empty topic of a new cluster.
+func (b *bench) restoreRound(vol string, files []string, records int64, round int) (*result, result, error) {
+	target, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
+	if err != nil {
+		return nil, result{}, err
+	}
+	defer target.Close()
+	var kp *result
+	if b.kcat {
+		if err := target.CreateTopic("bench.kcat", partitions, nil); err != nil {
+			return nil, result{}, err
+		}
+		r, err := runKcatProduce(target.ListenAddrs(), files, records)
+		if err != nil {
+			return nil, result{}, err
+		}
+		kp = &r
+	}
+	rr, err := b.runRestore(target.ListenAddrs(), vol, records, round)
+	return kp, rr, err
+}
+
 // wideBackup backs up wideTopics topics of 3 partitions, wideMiB in all, on
 // a cluster of their own, at the workers' memory budget, and checks every
 // record is stored exactly once. Then it restores as many of those topics
 // as one Restore takes into a cluster of their own and checks that the
 // restored partitions hold the source's records.
-func (b *bench) wideBackup() (backup, restore result, err error) {
+func (b *bench) wideBackup() (backup, wideRestore result, err error) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
 	if err != nil {
-		return backup, restore, err
+		return backup, wideRestore, err
 	}
 	defer cluster.Close()
 	var topics []string
 	for i := range b.wideTopics {
 		t := fmt.Sprintf("wide.%03d", i)
 		if err := cluster.CreateTopic(t, partitions, nil); err != nil {
-			return backup, restore, err
+			return backup, wideRestore, err
 		}
 		topics = append(topics, t)
 	}
 	perTopic := int64(b.wideMiB) << 20 / valueSize / int64(b.wideTopics)
 	fmt.Printf("producing %d records to each of %d topics (%d MiB)...\n", perTopic, b.wideTopics, b.wideMiB)
 	if err := produceTopics(cluster.ListenAddrs(), topics, partitions, perTopic); err != nil {
-		return backup, restore, err
+		return backup, wideRestore, err
 	}
 	vol := filepath.Join(b.dir, "wide")
 	vb, err := volume.New(vol)
 	if err != nil {
-		return backup, restore, err
+		return backup, wideRestore, err
 	}
 	saved := b.brokers
 	b.brokers = cluster.ListenAddrs()
 	backup, err = b.runWorker("wide", "zstd", topics, partitions, "volume: {capacity: 10Gi}", vol, vb, perTopic*int64(len(topics)))
 	b.brokers = saved
 	if err != nil {
-		return backup, restore, err
+		return backup, wideRestore, err
 	}
 	backup.name = fmt.Sprintf("armory worker --backup → volume (zstd), %d topics × %d partitions, %s", len(topics), partitions, b.budgetPhrase())
 	if err := checkExactlyOnce(b.ctx, vb, topics, partitions, perTopic); err != nil {
-		return backup, restore, err
+		return backup, wideRestore, err
 	}
 	backup.checked = true
 
 	restored := topics[:min(len(topics), maxRestoreTopics)]
 	target, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8388608"}))
 	if err != nil {
-		return backup, restore, err
+		return backup, wideRestore, err
 	}
 	defer target.Close()
 	var mapping strings.Builder
@@ -499,16 +506,16 @@ func (b *bench) wideBackup() (backup, restore result, err error) {
 		fmt.Fprintf(&mapping, "    - {source: %s, target: %s}\n", t, t)
 	}
 	fmt.Printf("armory worker --restore of %d topics from the wide backup...\n", len(restored))
-	restore, err = b.restoreWorker("bench-wide-restore", "wide-restore", target.ListenAddrs(), mapping.String(), vol, perTopic*int64(len(restored)))
+	wideRestore, err = b.restoreWorker("bench-wide-restore", "wide-restore", target.ListenAddrs(), mapping.String(), vol, perTopic*int64(len(restored)))
 	if err != nil {
-		return backup, restore, err
+		return backup, wideRestore, err
 	}
-	restore.name = fmt.Sprintf("armory worker --restore ← volume (zstd), %d topics × %d partitions, transactions, createTopics", len(restored), partitions)
+	wideRestore.name = fmt.Sprintf("armory worker --restore ← volume (zstd), %d topics × %d partitions, transactions, createTopics", len(restored), partitions)
 	if err := sameRecords(cluster.ListenAddrs(), target.ListenAddrs(), restored, partitions); err != nil {
-		return backup, restore, fmt.Errorf("the wide restore: %w", err)
+		return backup, wideRestore, fmt.Errorf("the wide restore: %w", err)
 	}
-	restore.checked = true
-	return backup, restore, nil
+	wideRestore.checked = true
+	return backup, wideRestore, nil
 }
 
 // maxRestoreTopics is the most topics one Restore maps (spec.config.topics'
@@ -609,12 +616,16 @@ func readPartition(brokers []string, topic string, p int32, expect int) ([][3][]
 	if end == 0 {
 		return out, nil
 	}
-	idle := 30 * time.Second // no record for this long: the read is stuck
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for {
-		timer := time.NewTimer(idle)
+		idle := 30 * time.Second // no record for this long: the read is stuck
+		if expect >= 0 && len(out) >= expect {
+			idle = time.Second // all expected: only markers, or one too many
+		}
+		timer.Reset(idle)
 		select {
 		case m := <-pc.Messages():
-			timer.Stop()
 			var h strings.Builder
 			for _, rh := range m.Headers {
 				fmt.Fprintf(&h, "%q=%q;", rh.Key, rh.Value)
@@ -623,11 +634,7 @@ func readPartition(brokers []string, topic string, p int32, expect int) ([][3][]
 			if m.Offset+1 >= end {
 				return out, nil
 			}
-			if expect >= 0 && len(out) >= expect {
-				idle = time.Second
-			}
 		case err := <-pc.Errors():
-			timer.Stop()
 			return nil, err
 		case <-timer.C:
 			if expect >= 0 && len(out) >= expect {
@@ -1168,9 +1175,6 @@ func tail(b []byte) string {
 	return string(b)
 }
 
-// runKcatProduce dumps each partition with kcat -C to a file, then times
-// one `kcat -P` per partition (in parallel, acks=all, idempotent) writing
-// those records into an empty topic of the target cluster.
 // dumpPartitions writes each partition's keys and values (tab between) to
 // a file in dir with kcat -C, for kcat -P to produce; not timed.
 func dumpPartitions(source []string, dir string) ([]string, error) {
@@ -1193,8 +1197,9 @@ func dumpPartitions(source []string, dir string) ([]string, error) {
 	return files, nil
 }
 
-// runKcatProduce produces each file into its partition of bench.kcat on
-// target, one kcat -P per partition, in parallel.
+// runKcatProduce times one `kcat -P` per partition (in parallel, acks=all,
+// idempotent) producing each file into its partition of bench.kcat, an
+// empty topic of the target cluster.
 func runKcatProduce(target []string, files []string, records int64) (result, error) {
 	fmt.Println("kcat -P from files (baseline)...")
 	const restored = "bench.kcat"
