@@ -229,7 +229,7 @@ func run(o options) error {
 			codecs, rep.rounds = append(codecs, o.otherCodecs()...), max(o.rounds, 1)
 		}
 		rounds := rep.rounds
-		kcats, byCodec := []result(nil), map[string][]result{}
+		kcats, saramas, byCodec := []result(nil), []result(nil), map[string][]result{}
 		for round := range rounds {
 			if rounds > 1 {
 				fmt.Printf("round %d of %d\n", round+1, rounds)
@@ -240,6 +240,13 @@ func run(o options) error {
 					return err
 				}
 				kcats = append(kcats, kc)
+			}
+			if o.runs("backup") {
+				sa, err := runSaramaAlone(b.brokers, topic, rep.records)
+				if err != nil {
+					return err
+				}
+				saramas = append(saramas, sa)
 			}
 			for _, codec := range codecs {
 				name := "volume-" + codec
@@ -263,6 +270,9 @@ func run(o options) error {
 		}
 		if len(kcats) > 0 {
 			rep.backups = append(rep.backups, middleRun(kcats))
+		}
+		if len(saramas) > 0 {
+			rep.backups = append(rep.backups, middleRun(saramas))
 		}
 		for _, codec := range codecs {
 			r := middleRun(byCodec[codec])
@@ -1338,9 +1348,11 @@ func renderReport(o options, rep *report, segmentBench string) string {
 			"(SIGTERM as soon as its armory_worker_records_read_total reaches the topic's records, polled every 10 ms, one uncompressed scrape each time): "+
 			"it drains, closing and uploading every open segment at once, and its time ends when the last one is stored. "+
 			"Without that, the last segment of each partition would wait for its rollover timeout: a continuous backup cannot know "+
-			"that the topic ended.", rep.records, valueSize, partitions, o.budgetPhrase())
+			"that the topic ended. The row of sarama's consumer alone is the Kafka client the worker uses, in a process of its own, with the worker's "+
+			"Kafka settings (read_committed, sarama's 1 MiB fetches and 256-record channels, which the worker's sizing gives 3 partitions at the "+
+			"default budget), taking every record from its channel and dropping it: what reading costs a backup before any work of its own.", rep.records, valueSize, partitions, o.budgetPhrase())
 		if rep.rounds > 1 {
-			fmt.Fprintf(&b, " kcat -C and the backups to the disk volume ran in %d rounds, each round every one of them once, in the order "+
+			fmt.Fprintf(&b, " kcat -C, sarama's consumer alone and the backups to the disk volume ran in %d rounds, each round every one of them once, in the order "+
 				"of the table: each row is its middle run (the seconds of every run are in brackets, in the order they ran), all its other "+
 				"figures from that run. The runs to tmpfs and GCS ran once.", rep.rounds)
 		}

@@ -23,7 +23,9 @@ var backupTargets = []struct {
 // faultMicros each); or else waiting. When the disk alone (the
 // dd row) is slower than a target, no backup to it can meet it, whatever
 // the cores: that is said too. Where the cores would do, the same backup to
-// tmpfs, when it ran, says whether the disk was what stood in the way.
+// tmpfs, when it ran, says whether the disk was what stood in the way, and
+// sarama's consumer alone, when it ran, how much of the time is the
+// client's.
 func renderTargets(backups []result, cores int, faultMicros float64) string {
 	if len(backups) == 0 || !strings.Contains(backups[0].name, "baseline") {
 		return ""
@@ -103,6 +105,12 @@ func renderTargets(backups []result, cores int, faultMicros float64) string {
 			if tmpfsCores > float64(cores) {
 				why += fmt.Sprintf(", more than this machine's %d", cores)
 			}
+		}
+		if sa := findResult(backups, saramaAloneName); why != "met" && sa != nil && sa.seconds > 0 {
+			// The Kafka client by itself: how much of the time is the
+			// client's, how much the worker's own work.
+			why += fmt.Sprintf("; sarama's consumer alone read the topic at %.2f× kcat -C (%.1f s, %.1f CPU s): the worker's %.1f CPU s beyond it "+
+				"are its own work", base.seconds/sa.seconds, sa.seconds, sa.cpuSeconds, r.cpuSeconds-sa.cpuSeconds)
 		}
 		if why != "met" && diskRatio > 0 && diskRatio < t.ratio {
 			why += fmt.Sprintf("; and the disk alone (the dd row) writes at %.2f× kcat -C: a backup that stores every byte on it cannot reach %.2f×", diskRatio, t.ratio)
