@@ -760,9 +760,23 @@ func runKcat(brokers []string, topic string, records int64) (result, error) {
 	}
 	defer devnull.Close()
 	cmd.Stdout, cmd.Stderr = devnull, os.Stderr
+	r, err := runReader(cmd)
+	if errors.Is(err, exec.ErrNotFound) {
+		return result{}, fmt.Errorf("kcat: %w (install it with apt-get install kcat)", err)
+	} else if err != nil {
+		return result{}, fmt.Errorf("kcat: %w", err)
+	}
+	r.name, r.records, r.bytes = "kcat -C > /dev/null (baseline)", records, records*(valueSize+16)
+	return r, nil
+}
+
+// runReader runs a reader of the topic other than the worker to its end,
+// and measures it: its time, peak RSS, CPU, and kfake's CPU and the steal
+// meanwhile.
+func runReader(cmd *exec.Cmd) (result, error) {
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return result{}, fmt.Errorf("kcat: %w (install it with apt-get install kcat)", err)
+		return result{}, err
 	}
 	rss, steal, kfake := peakRSS(cmd.Process.Pid), stealMeter(), processCPU(os.Getpid())
 	// Sample until the process is a zombie: wait for it only after.
@@ -770,11 +784,11 @@ func runKcat(brokers []string, topic string, records int64) (result, error) {
 	elapsed, kfakeCPU := time.Since(start).Seconds(), kfake()
 	peak := rss()
 	if err := cmd.Wait(); err != nil {
-		return result{}, fmt.Errorf("kcat: %w", err)
+		return result{}, err
 	}
 	ps := cmd.ProcessState
-	return result{name: "kcat -C > /dev/null (baseline)", seconds: elapsed, records: records, bytes: records * (valueSize + 16), peakRSSMiB: peak,
-		cpuSeconds: (ps.UserTime() + ps.SystemTime()).Seconds(), kfakeCPUSeconds: kfakeCPU, stealPct: steal()}, nil
+	return result{seconds: elapsed, peakRSSMiB: peak, cpuSeconds: (ps.UserTime() + ps.SystemTime()).Seconds(),
+		kfakeCPUSeconds: kfakeCPU, stealPct: steal()}, nil
 }
 
 // peakRSS samples a running process's VmHWM (its peak resident set since

@@ -117,21 +117,13 @@ func runSaramaAlone(brokers []string, topic string, records int64) (result, erro
 	cmd.Env = append(os.Environ(), saramaReadEnv+"="+strings.Join(brokers, ",")+"/"+topic)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, os.Stderr
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return result{}, err
-	}
-	rss, steal, kfake := peakRSS(cmd.Process.Pid), stealMeter(), processCPU(os.Getpid())
-	waitExited(cmd.Process.Pid)
-	elapsed, kfakeCPU := time.Since(start).Seconds(), kfake()
-	peak := rss()
-	if err := cmd.Wait(); err != nil {
+	r, err := runReader(cmd)
+	if err != nil {
 		return result{}, fmt.Errorf("sarama's consumer alone: %w", err)
 	}
 	if got := strings.TrimSpace(out.String()); got != fmt.Sprint(records) {
 		return result{}, fmt.Errorf("sarama's consumer alone read %s records, want %d", got, records)
 	}
-	ps := cmd.ProcessState
-	return result{name: saramaAloneName, seconds: elapsed, records: records, bytes: records * (valueSize + 16), peakRSSMiB: peak,
-		cpuSeconds: (ps.UserTime() + ps.SystemTime()).Seconds(), kfakeCPUSeconds: kfakeCPU, stealPct: steal()}, nil
+	r.name, r.records, r.bytes = saramaAloneName, records, records*(valueSize+16)
+	return r, nil
 }
