@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 
 	"github.com/spf13/cobra"
 )
@@ -14,30 +15,48 @@ import (
 var (
 	cpuProfile   string
 	allocProfile string
+	traceOut     string
 	cpuFile      *os.File
+	traceFile    *os.File
 )
 
 func addProfileFlags(root *cobra.Command) {
 	f := root.PersistentFlags()
 	f.StringVar(&cpuProfile, "cpu-profile", "", "Write a CPU profile (go tool pprof) to this file, from start to exit.")
 	f.StringVar(&allocProfile, "alloc-profile", "", "Write an allocation profile (go tool pprof) to this file at exit.")
+	f.StringVar(&traceOut, "trace", "", "Write an execution trace (go tool trace) to this file, from start to exit: where goroutines wait, not only where CPU goes.")
 	_ = f.MarkHidden("cpu-profile")
 	_ = f.MarkHidden("alloc-profile")
+	_ = f.MarkHidden("trace")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
-		if cpuProfile == "" {
-			return nil
-		}
 		var err error
-		if cpuFile, err = os.Create(cpuProfile); err != nil {
-			return fmt.Errorf("--cpu-profile: %w", err)
+		if cpuProfile != "" {
+			if cpuFile, err = os.Create(cpuProfile); err != nil {
+				return fmt.Errorf("--cpu-profile: %w", err)
+			}
+			if err := pprof.StartCPUProfile(cpuFile); err != nil {
+				return fmt.Errorf("--cpu-profile: %w", err)
+			}
 		}
-		return pprof.StartCPUProfile(cpuFile)
+		if traceOut != "" {
+			if traceFile, err = os.Create(traceOut); err != nil {
+				return fmt.Errorf("--trace: %w", err)
+			}
+			if err := trace.Start(traceFile); err != nil {
+				return fmt.Errorf("--trace: %w", err)
+			}
+		}
+		return nil
 	}
 }
 
 // stopProfiles writes the profiles asked for; a failure is reported, not
 // fatal.
 func stopProfiles() {
+	if traceFile != nil {
+		trace.Stop()
+		_ = traceFile.Close()
+	}
 	if cpuFile != nil {
 		pprof.StopCPUProfile()
 		_ = cpuFile.Close()

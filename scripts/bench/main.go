@@ -92,6 +92,7 @@ type options struct {
 	ctrlSteady   time.Duration
 	only         string // comma-separated scenarios; empty: all
 	profileDir   string // write the workers' CPU and allocation profiles here
+	trace        bool   // ... and their execution traces
 	out          string
 	segmentBench string
 	kcat         bool   // the kcat baselines run (false in make test when kcat is missing)
@@ -111,6 +112,7 @@ func main() {
 	flag.DurationVar(&o.ctrlSteady, "controller-steady", time.Minute, "how long the controller's steady state is watched")
 	flag.StringVar(&o.only, "only", "", "run only these scenarios, comma-separated: backup, restore, rss, wide, controller")
 	flag.StringVar(&o.profileDir, "profile", "", "write each worker's CPU and allocation profiles (go tool pprof) into this folder")
+	flag.BoolVar(&o.trace, "trace", false, "also write each worker's and the controller's execution trace (go tool trace) beside its profiles")
 	flag.StringVar(&o.out, "out", filepath.Join(testenv.RepoRoot(), "docs", "BENCHMARKS.md"), "where to write the report")
 	flag.StringVar(&o.segmentBench, "segment-bench", "", "output of the pkg/segment benchmarks, included in the report")
 	flag.StringVar(&o.budget, "memory-budget", "", "the backup workers' --memory-budget (default: theirs)")
@@ -1038,7 +1040,11 @@ func (b *bench) logFile(name string) (*os.File, func(), error) {
 // CPU and allocation profiles: into -profile's folder, else a scratch one
 // (the report summarises some of them).
 func (b *bench) profileArgs(name string) []string {
-	return []string{"--cpu-profile", b.cpuProfile(name), "--alloc-profile", filepath.Join(b.profiles(), name+".alloc.pprof")}
+	args := []string{"--cpu-profile", b.cpuProfile(name), "--alloc-profile", filepath.Join(b.profiles(), name+".alloc.pprof")}
+	if b.trace {
+		args = append(args, "--trace", filepath.Join(b.profiles(), name+".trace"))
+	}
+	return args
 }
 
 func (b *bench) cpuProfile(name string) string { return filepath.Join(b.profiles(), name+".cpu.pprof") }
