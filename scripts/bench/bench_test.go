@@ -187,3 +187,45 @@ func TestMiddleRun(t *testing.T) {
 		t.Errorf("middleRun changed its argument: %+v", runs)
 	}
 }
+
+// TestPollPause: the bench scrapes a backup worker rarely while much of the
+// topic is left and often near its end, so that the SIGTERM comes soon
+// after the last record is read without hundreds of scrapes on the
+// worker's CPU.
+func TestPollPause(t *testing.T) {
+	cases := []struct {
+		name          string
+		read, records int64
+		since         time.Duration
+		want          time.Duration
+	}{
+		{"nothing read yet", 0, 1000, time.Second, 4 * minPollPause},
+		{"most of the topic left", 100, 1000, time.Second, maxPollPause},                        // 9 s left
+		{"a quarter of what is left", 900, 1000, 900 * time.Millisecond, 25 * time.Millisecond}, // 100 ms left
+		{"the last records", 999, 1000, time.Second, minPollPause},
+		{"every record read", 1000, 1000, time.Second, minPollPause},
+		{"more read than the topic (records read twice)", 1200, 1000, time.Second, minPollPause},
+	}
+	for _, c := range cases {
+		if got := pollPause(c.read, c.records, c.since); got != c.want {
+			t.Errorf("%s: pollPause(%d, %d, %v) = %v, want %v", c.name, c.read, c.records, c.since, got, c.want)
+		}
+	}
+	// Polled at its own pauses, a worker reading at a steady rate is
+	// scraped a few tens of times, and told to stop within minPollPause of
+	// its last record.
+	const records, perSecond = 1_153_433, 300_000 // the bench's topic, about the none backup's rate
+	var at time.Duration
+	scrapes := 0
+	for read := int64(0); read < records; scrapes++ {
+		at += pollPause(read, records, at)
+		read = min(records, int64(at.Seconds()*perSecond))
+		if scrapes > 1000 {
+			t.Fatal("more than 1000 scrapes")
+		}
+	}
+	end := time.Duration(records * int64(time.Second) / perSecond)
+	if scrapes > 60 || at-end > minPollPause {
+		t.Errorf("%d scrapes, the last %v after the last record; want at most 60, within %v", scrapes, at-end, minPollPause)
+	}
+}

@@ -924,14 +924,19 @@ spec:
 	// continuous backup cannot know that the topic ended. The time runs on
 	// until every record is stored.
 	deadline := time.Now().Add(15 * time.Minute)
-	stored, signalled := int64(0), false
+	stored, read, signalled := int64(0), int64(0), false
 	for stored < records {
 		if time.Now().After(deadline) {
 			_ = worker.Process.Kill()
 			return result{}, fmt.Errorf("the worker stored %d of %d records in 15 minutes", stored, records)
 		}
-		time.Sleep(10 * time.Millisecond)
-		read, storedNow := workerCounters(metricsAddr)
+		if signalled {
+			time.Sleep(minPollPause) // the drain: tens of milliseconds
+		} else {
+			time.Sleep(pollPause(read, records, time.Since(start)))
+		}
+		var storedNow int64
+		read, storedNow = workerCounters(metricsAddr)
 		if !signalled && read >= records {
 			_ = worker.Process.Signal(syscall.SIGTERM)
 			signalled = true
@@ -1061,11 +1066,37 @@ var (
 	storedLine = regexp.MustCompile(`(?m)^armory_worker_records_stored_total\{[^}]*\} (\S+)$`)
 )
 
-// metricsClient scrapes workers uncompressed: a scrape every 10 ms is far
-// more often than Prometheus's (every 15 s or more), and gzipping each page
-// had cost the worker about 0.2 CPU s of a 4 s backup (its profile's
-// promhttp and compress/flate), time a deployed worker does not spend.
+// metricsClient scrapes workers uncompressed: the bench scrapes far more
+// often than Prometheus (every 15 s or more), and gzipping each page of a
+// scrape every 10 ms had cost the worker about 0.2 CPU s of a 4 s backup
+// (its profile's promhttp and compress/flate), time a deployed worker does
+// not spend.
 var metricsClient = &http.Client{Transport: &http.Transport{DisableCompression: true}, Timeout: 5 * time.Second}
+
+// The bench polls a backup worker's metrics to tell it to stop at the end
+// of the topic, but each scrape costs the worker CPU (promhttp gathering
+// every metric family: 0.2 CPU s of a 4 s backup scraped every 10 ms,
+// uncompressed, in a profile of 2026-12-07), which a deployed
+// worker, scraped every 15 s or so, does not pay. So it polls often only
+// near the end: pollPause is a quarter of the time the rest of the topic
+// should take at the rate read so far, within these bounds. The SIGTERM
+// then comes at most minPollPause, or a quarter of a misjudged remainder,
+// after the last record is read; a few tens of scrapes a run, not hundreds.
+const (
+	minPollPause = 5 * time.Millisecond
+	maxPollPause = 200 * time.Millisecond
+)
+
+func pollPause(read, records int64, since time.Duration) time.Duration {
+	if read <= 0 || since <= 0 {
+		return 4 * minPollPause // starting: nothing to go by yet
+	}
+	if read >= records {
+		return minPollPause
+	}
+	left := time.Duration(float64(since) * float64(records-read) / float64(read))
+	return min(max(left/4, minPollPause), maxPollPause)
+}
 
 // workerCounters is, from one scrape, the sums over its topics of a
 // worker's records read and records stored, or zeros.
@@ -1365,7 +1396,7 @@ func renderReport(o options, rep *report, segmentBench string) string {
 			"connecting) to every record stored (volume: fsynced files; GCS: fake-gcs-server in memory, a correctness stand-in, not a speed "+
 			"reference), with the compression shown, the default 16 MiB segments, %s, and a 1 s rollover timeout. "+
 			"As kcat -e exits at the end of the topic, the worker is told to stop when it has read the last record "+
-			"(SIGTERM as soon as its armory_worker_records_read_total reaches the topic's records, polled every 10 ms, one uncompressed scrape each time): "+
+			"(SIGTERM as soon as its armory_worker_records_read_total reaches the topic's records, polled with one uncompressed scrape of its metrics each time, every quarter of the time the rest of the topic should take at the rate so far, between 5 and 200 ms, so a few tens of scrapes a run): "+
 			"it drains, closing and uploading every open segment at once, and its time ends when the last one is stored. "+
 			"Without that, the last segment of each partition would wait for its rollover timeout: a continuous backup cannot know "+
 			"that the topic ended. The row of sarama's consumer alone is the Kafka client the worker uses, in a process of its own, with the worker's "+
