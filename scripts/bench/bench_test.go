@@ -35,6 +35,7 @@ func TestBenchRunsAtATinySize(t *testing.T) {
 	for _, want := range []string{
 		"## Backup of a 4 MiB topic", "| " + saramaAloneName + " |", "→ volume (zstd)", "→ volume (zstd, level fastest)", "→ volume (lz4)", "→ volume (none)", "→ gcs (zstd)",
 		"### While records flow", "ran in 2 rounds", "Page faults are the worker's minor faults",
+		"### Where a none backup waits", "| each partition's goroutine | records from sarama", "| each partition's uploads | the disk",
 		"## Restore of that backup", "armory worker --restore", "The writers ran in 2 rounds", "### Where the restore's CPU goes",
 		"## Memory does not grow with the topic", "Peak RSS ratio",
 		"## A wide backup: 4 topics × 3 partitions", "none missing or repeated",
@@ -44,6 +45,9 @@ func TestBenchRunsAtATinySize(t *testing.T) {
 		if !strings.Contains(report, want) {
 			t.Errorf("the report has no %q:\n%s", want, report)
 		}
+	}
+	if strings.Contains(report, ".trace: ") {
+		t.Errorf("the traced none backup's trace could not be read:\n%s", report)
 	}
 	// The two backups at the default budget, each beside docs/worker.md's
 	// bound, and within it unless the worker is built with the race

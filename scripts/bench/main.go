@@ -93,6 +93,7 @@ type options struct {
 	only         string // comma-separated scenarios; empty: all
 	profileDir   string // write the workers' CPU and allocation profiles here
 	trace        bool   // ... and their execution traces
+	traceRun     string // the one worker traced without -trace (its profiles' name)
 	out          string
 	segmentBench string
 	kcat         bool   // the kcat baselines run (false in make test when kcat is missing)
@@ -161,6 +162,12 @@ type bench struct {
 	brokers []string
 }
 
+// tracedRun is a worker run with its execution trace, summarised.
+type tracedRun struct {
+	result
+	waits string // waitSummary's table
+}
+
 // report is what the run measured, section by section.
 type report struct {
 	records int64 // of the main topic
@@ -174,6 +181,8 @@ type report struct {
 	restores []result
 	rss      []result
 	wide     []result
+	// noneWaits is what a traced none backup to the disk waited for.
+	noneWaits *tracedRun
 	// wideRestore is the restore of the wide backup's first topics.
 	wideRestore *result
 	ctrl        *controllerResult
@@ -293,6 +302,23 @@ func run(o options) error {
 			return err
 		}
 		rep.backups = append(rep.backups, dd)
+		if slices.Contains(strings.Split(o.codecs, ","), "none") {
+			// none is not short of CPU here: what its goroutines wait
+			// for says what holds it. One more run, traced, apart from
+			// the runs timed above (tracing costs the worker some CPU).
+			b.traceRun = "backup-volume-none-traced"
+			r, vol, err := b.backupToVolume("volume-none-traced", "none", topic, partitions, rep.records)
+			b.traceRun = ""
+			if err != nil {
+				return err
+			}
+			_ = os.RemoveAll(vol)
+			waits, err := waitSummary(b.tracePath("backup-volume-none-traced"), partitions, r.seconds, backupWaits)
+			if err != nil {
+				waits = err.Error() + "\n"
+			}
+			rep.noneWaits = &tracedRun{r, waits}
+		}
 		if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
 			shm, err := os.MkdirTemp("/dev/shm", "armory-bench-")
 			if err != nil {
@@ -1046,11 +1072,13 @@ func (b *bench) logFile(name string) (*os.File, func(), error) {
 // (the report summarises some of them).
 func (b *bench) profileArgs(name string) []string {
 	args := []string{"--cpu-profile", b.cpuProfile(name), "--alloc-profile", filepath.Join(b.profiles(), name+".alloc.pprof")}
-	if b.trace {
-		args = append(args, "--trace", filepath.Join(b.profiles(), name+".trace"))
+	if b.trace || name == b.traceRun {
+		args = append(args, "--trace", b.tracePath(name))
 	}
 	return args
 }
+
+func (b *bench) tracePath(name string) string { return filepath.Join(b.profiles(), name+".trace") }
 
 func (b *bench) cpuProfile(name string) string { return filepath.Join(b.profiles(), name+".cpu.pprof") }
 
@@ -1487,6 +1515,16 @@ func renderReport(o options, rep *report, segmentBench string) string {
 			fmt.Fprintf(&b, "\n%s, %.1f s:\n\n%s", r.name, r.seconds, table)
 		}
 		b.WriteString(renderTargets(rep.backups, runtime.NumCPU(), rep.faultMicros))
+		if w := rep.noneWaits; w != nil {
+			fmt.Fprintf(&b, "\n### Where a none backup waits\n\nOne more backup to the disk volume with none, as above but with `--trace`, "+
+				"after the runs above and not in their tables (tracing costs the worker some CPU): %.1f s, %.1f CPU s. From its execution trace "+
+				"(`go tool trace -pprof=sync`, `syscall` and `sched`, then `go tool pprof -top -cum`), the time goroutines spent blocked, in "+
+				"system calls, or ready to run without a core, by the function standing for it, shared out over the %d partitions where it says "+
+				"each (each partition leads on a broker of its own, so sarama runs a fetch loop for each); the drain's last uploads included. "+
+				"The trace runs from the worker's start to its exit, a little past the timed end. A partition's goroutine blocked on its channel "+
+				"is a partition with no record to take: what it waits for is upstream, in sarama or Kafka.\n\n%s",
+				w.seconds, w.cpuSeconds, partitions, w.waits)
+		}
 	}
 	if len(rep.restores) > 0 {
 		fmt.Fprintf(&b, "\n## Restore of that backup\n\nThe zstd volume backup above restored into an empty topic of a second kfake cluster (3 brokers, same machine). "+

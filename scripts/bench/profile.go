@@ -73,7 +73,11 @@ func profileParts(file string, parts []cpuPart) (map[string]float64, float64, er
 	secs := map[string]float64{}
 	var total float64
 	for ignore, parts := range byIgnore {
-		cum, t, err := cumulativeSeconds(file, ignore)
+		var args []string
+		if ignore != "" {
+			args = []string{"-ignore=" + ignore}
+		}
+		cum, t, err := cumulativeSeconds(file, args...)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -97,13 +101,11 @@ func profileParts(file string, parts []cpuPart) (map[string]float64, float64, er
 }
 
 // cumulativeSeconds returns every function's cumulative seconds in a
-// profile (`go tool pprof -top -cum`), by its name, without the samples
-// matching ignore if set, and the profile's total.
-func cumulativeSeconds(file, ignore string) (map[string]float64, float64, error) {
-	args := []string{"tool", "pprof", "-top", "-cum", "-nodecount=400"}
-	if ignore != "" {
-		args = append(args, "-ignore="+ignore)
-	}
+// profile (`go tool pprof -top -cum`, with pprofFlags such as -ignore or
+// -focus), by its name, and the profile's total (zero for a profile of
+// delays, which has none).
+func cumulativeSeconds(file string, pprofFlags ...string) (map[string]float64, float64, error) {
+	args := append([]string{"tool", "pprof", "-top", "-cum", "-nodecount=400"}, pprofFlags...)
 	out, err := exec.Command("go", append(args, file)...).Output()
 	if err != nil {
 		return nil, 0, fmt.Errorf("go tool pprof %s: %w", file, err)
