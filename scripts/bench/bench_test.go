@@ -145,6 +145,19 @@ func TestTargets(t *testing.T) {
 	if n := strings.Count(got, "sarama's consumer alone"); n != 2 { // none's and zstd's, not lz4's (met)
 		t.Errorf("sarama's consumer alone is named in %d rows, want 2 (the targets missed):\n%s", n, got)
 	}
+	// sarama's consumer alone slower than the backup (none's 3.5 s): the
+	// client by itself misses the target. Faster, but with more CPU than
+	// the backup's 2.2 s: no work of the worker's own to speak of.
+	backups[len(backups)-1].seconds, backups[len(backups)-1].cpuSeconds = 3.6, 2.5
+	got = renderTargets(backups, 2, 0)
+	if !strings.Contains(got, "; sarama's consumer alone read the topic at 0.56× kcat -C (3.6 s, 2.5 CPU s), no faster than this backup: "+
+		"the Kafka client by itself misses the target here; and the disk alone") {
+		t.Errorf("none's row does not say that sarama alone misses the target too:\n%s", got)
+	}
+	backups[len(backups)-1].seconds = 2.1
+	if got = renderTargets(backups, 2, 0); !strings.Contains(got, "(2.1 s, 2.5 CPU s): the worker used no more CPU than it; and the disk alone") {
+		t.Errorf("a worker that used less CPU than sarama alone is said to have work of its own:\n%s", got)
+	}
 	if got := renderTargets(backups[1:], 2, 0); got != "" {
 		t.Errorf("without the kcat baseline there is nothing to compare: %q", got)
 	}

@@ -109,8 +109,15 @@ func renderTargets(backups []result, cores int, faultMicros float64) string {
 		if sa := findResult(backups, saramaAloneName); why != "met" && sa != nil && sa.seconds > 0 {
 			// The Kafka client by itself: how much of the time is the
 			// client's, how much the worker's own work.
-			why += fmt.Sprintf("; sarama's consumer alone read the topic at %.2f× kcat -C (%.1f s, %.1f CPU s): the worker's %.1f CPU s beyond it "+
-				"are its own work", base.seconds/sa.seconds, sa.seconds, sa.cpuSeconds, r.cpuSeconds-sa.cpuSeconds)
+			why += fmt.Sprintf("; sarama's consumer alone read the topic at %.2f× kcat -C (%.1f s, %.1f CPU s)", base.seconds/sa.seconds, sa.seconds, sa.cpuSeconds)
+			switch own := r.cpuSeconds - sa.cpuSeconds; {
+			case sa.seconds >= r.seconds:
+				why += ", no faster than this backup: the Kafka client by itself misses the target here"
+			case own < 0.05:
+				why += ": the worker used no more CPU than it"
+			default:
+				why += fmt.Sprintf(": the worker's %.1f CPU s beyond it are its own work", own)
+			}
 		}
 		if why != "met" && diskRatio > 0 && diskRatio < t.ratio {
 			why += fmt.Sprintf("; and the disk alone (the dd row) writes at %.2f× kcat -C: a backup that stores every byte on it cannot reach %.2f×", diskRatio, t.ratio)
