@@ -197,10 +197,10 @@ func consumerSizing(workerBudget int64, partitions, brokers int) (fetchDefault, 
 	// (less of a compressed one: a 1 MiB fetch of lz4 batches of the
 	// bench's JSON-like records is about 2,300 records). A count, not
 	// bytes, is all sarama bounds it by, so it stays small: channels large
-	// enough for a whole fetch made a backup of 3 partitions about a tenth
-	// faster (sarama fetches for a broker again only once every record of
-	// its last fetch is in a channel), but would hold 4,096 records however
-	// large they are (docs/worker.md, Speed).
+	// enough for a whole fetch (sarama fetches for a broker again only once
+	// every record of its last fetch is in a channel) made a none backup of
+	// 3 partitions a tenth faster at most, within the noise, and would hold
+	// 4,096 records however large they are (docs/worker.md, Throughput).
 	channel = int(min(max(fetch/(4<<10), 16), 256))
 	return int32(fetch), int32(min(perBroker, 1<<30)), channel
 }
