@@ -35,7 +35,7 @@ func TestBenchRunsAtATinySize(t *testing.T) {
 	for _, want := range []string{
 		"## Backup of a 4 MiB topic", "| " + saramaAloneName + " |", "→ volume (zstd)", "→ volume (zstd, level fastest)", "→ volume (lz4)", "→ volume (none)", "→ gcs (zstd)",
 		"### While records flow", "ran in 2 rounds", "Page faults are the worker's minor faults",
-		"### Where a none backup waits", "| each partition's goroutine | records from sarama", "| each partition's uploads | the disk",
+		"| " + volumeAloneName + " |", "### Where a none backup waits", "| each partition's goroutine | records from sarama", "| each partition's uploads | the disk",
 		"## Restore of that backup", "armory worker --restore", "The writers ran in 2 rounds", "### Where the restore's CPU goes",
 		"## Memory does not grow with the topic", "Peak RSS ratio",
 		"## A wide backup: 4 topics × 3 partitions", "none missing or repeated",
@@ -103,7 +103,7 @@ func TestTargets(t *testing.T) {
 		"more than this machine's 2"
 	got = renderTargets(backups, 2, 0)
 	if !strings.Contains(got, "not CPU (1.44 cores would do), and below the target while records flow too: "+
-		"the run waited, on the disk (its fsyncs; see the dd row), on Kafka, or for cores (steal 27%)"+tmpfsSays+" |") {
+		"the run waited, on the disk (its fsyncs; see the dd and volume-alone rows), on Kafka, or for cores (steal 27%)"+tmpfsSays+" |") {
 		t.Errorf("a backup below its target while records flow, without the CPU to blame:\n%s", got)
 	}
 	if rows := strings.Count(got, "\n| "); rows != 4 {
@@ -133,6 +133,16 @@ func TestTargets(t *testing.T) {
 	}
 	if strings.Count(got, "the disk alone") != 1 {
 		t.Errorf("the disk is blamed where it is fast enough (0.8× against lz4's 0.6×, zstd's 0.5×), or where a target is met:\n%s", got)
+	}
+	// The volume storing segments by itself, as a backup does, is the
+	// storage's speed when it ran: none's row names it (0.5× here, slower
+	// than dd's) instead of dd's; lz4's target is met, and 0.5× is not
+	// below zstd's.
+	withVolume := append(slices.Clone(backups), result{name: volumeAloneName, seconds: 4, bytes: mb})
+	got = renderTargets(withVolume, 2, 0)
+	if n := strings.Count(got, "; and storing alone (the volume-alone row) runs at 0.50× kcat -C: a backup that stores every byte on it cannot reach"); n != 1 ||
+		strings.Contains(got, "the disk alone") {
+		t.Errorf("the volume-alone row is named in %d rows (want 1, none's: lz4's target is met), or dd's is too:\n%s", n, got)
 	}
 	// sarama's consumer alone in 2.5 s (0.80× kcat) with 1.5 CPU s: of
 	// none's 2.2 CPU s, 0.7 are the worker's own; said only where a
