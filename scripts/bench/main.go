@@ -93,7 +93,6 @@ type options struct {
 	only         string // comma-separated scenarios; empty: all
 	profileDir   string // write the workers' CPU and allocation profiles here
 	trace        bool   // ... and their execution traces
-	traceRun     string // the one worker traced without -trace (its profiles' name)
 	out          string
 	segmentBench string
 	kcat         bool   // the kcat baselines run (false in make test when kcat is missing)
@@ -303,7 +302,6 @@ func run(o options) error {
 		}
 		rep.backups = append(rep.backups, dd)
 		va, err := runVolumeAlone(b.ctx, b.dir, rep.records*(valueSize+16), partitions)
-		_ = os.RemoveAll(filepath.Join(b.dir, "volume-alone"))
 		if err != nil {
 			return err
 		}
@@ -312,14 +310,12 @@ func run(o options) error {
 			// none is not short of CPU here: what its goroutines wait
 			// for says what holds it. One more run, traced, apart from
 			// the runs timed above (tracing costs the worker some CPU).
-			b.traceRun = "backup-volume-none-traced"
-			r, vol, err := b.backupToVolume("volume-none-traced", "none", topic, partitions, rep.records)
-			b.traceRun = ""
+			r, vol, err := b.backupToVolume("volume-none"+tracedSuffix, "none", topic, partitions, rep.records)
 			if err != nil {
 				return err
 			}
 			_ = os.RemoveAll(vol)
-			waits, err := waitSummary(b.tracePath("backup-volume-none-traced"), partitions, r.seconds, backupWaits)
+			waits, err := waitSummary(b.tracePath("backup-volume-none"+tracedSuffix), partitions, r.seconds, backupWaits)
 			if err != nil {
 				waits = err.Error() + "\n"
 			}
@@ -1078,11 +1074,14 @@ func (b *bench) logFile(name string) (*os.File, func(), error) {
 // (the report summarises some of them).
 func (b *bench) profileArgs(name string) []string {
 	args := []string{"--cpu-profile", b.cpuProfile(name), "--alloc-profile", filepath.Join(b.profiles(), name+".alloc.pprof")}
-	if b.trace || name == b.traceRun {
+	if b.trace || strings.HasSuffix(name, tracedSuffix) {
 		args = append(args, "--trace", b.tracePath(name))
 	}
 	return args
 }
+
+// tracedSuffix ends the name of a run traced even without -trace.
+const tracedSuffix = "-traced"
 
 func (b *bench) tracePath(name string) string { return filepath.Join(b.profiles(), name+".trace") }
 

@@ -20,9 +20,9 @@ var backupTargets = []struct {
 // records on the same cores); or, when it would fit and the rate while
 // records flow meets the target, the costs a run pays once (its start, the
 // drain of the last segments, with what the worker's page faults cost at
-// faultMicros each); or else waiting. When the disk alone (the
-// dd row) is slower than a target, no backup to it can meet it, whatever
-// the cores: that is said too. Where the cores would do, the same backup to
+// faultMicros each); or else waiting. When storage alone (the volume-alone
+// row, else the dd row) is slower than a target, no backup to it can meet
+// it, whatever the cores: that is said too. Where the cores would do, the same backup to
 // tmpfs, when it ran, says whether the disk was what stood in the way, and
 // sarama's consumer alone, when it ran, how much of the time is the
 // client's.

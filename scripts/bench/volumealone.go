@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -28,7 +29,9 @@ const volumeAloneName = "the volume alone: 3 partitions' 16 MiB segments stored 
 func runVolumeAlone(ctx context.Context, dir string, n int64, writers int) (result, error) {
 	fmt.Println("the volume alone...")
 	const segmentBytes = 16 << 20
-	vol, err := volume.New(filepath.Join(dir, "volume-alone"))
+	root := filepath.Join(dir, "volume-alone")
+	defer os.RemoveAll(root)
+	vol, err := volume.New(root)
 	if err != nil {
 		return result{}, err
 	}
