@@ -134,6 +134,16 @@ func TestTargets(t *testing.T) {
 	if strings.Count(got, "the disk alone") != 1 {
 		t.Errorf("the disk is blamed where it is fast enough (0.8× against lz4's 0.6×, zstd's 0.5×), or where a target is met:\n%s", got)
 	}
+	// A disk faster than the target (2 s, kcat's speed): none's row says
+	// how near the backup came to it (0.57×); zstd's, short of cores, and
+	// lz4's, met, do not.
+	backups[len(backups)-1].seconds = 2
+	got = renderTargets(backups, 2, 0)
+	if n := strings.Count(got, "; and the disk alone (the dd row) writes at 1.00× kcat -C, this backup at 0.57× that |"); n != 1 ||
+		strings.Count(got, "the disk alone") != 1 {
+		t.Errorf("a disk faster than the target: want it set beside none's backup only:\n%s", got)
+	}
+	backups[len(backups)-1].seconds = 2.5
 	// The volume storing segments by itself, as a backup does, is the
 	// storage's speed when it ran: none's row names it (0.5× here, slower
 	// than dd's) instead of dd's; lz4's target is met, and 0.5× is not

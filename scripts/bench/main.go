@@ -239,7 +239,8 @@ func run(o options) error {
 			codecs, rep.rounds = append(codecs, o.otherCodecs()...), max(o.rounds, 1)
 		}
 		rounds := rep.rounds
-		kcats, saramas, byCodec := []result(nil), []result(nil), map[string][]result{}
+		var kcats, saramas, dds, alones []result
+		byCodec := map[string][]result{}
 		for round := range rounds {
 			if rounds > 1 {
 				fmt.Printf("round %d of %d\n", round+1, rounds)
@@ -277,6 +278,22 @@ func run(o options) error {
 				}
 				byCodec[codec] = append(byCodec[codec], r)
 			}
+			if o.runs("backup") {
+				// The disk bounds a volume backup: its own speed in the
+				// same rounds, as it drifts like the rest (the worker on
+				// a volume in memory, below, shows what is the disk's and
+				// what the worker's).
+				dd, err := runDD(b.dir, rep.records*(valueSize+16), partitions)
+				if err != nil {
+					return err
+				}
+				dds = append(dds, dd)
+				va, err := runVolumeAlone(b.ctx, b.dir, rep.records*(valueSize+16), partitions)
+				if err != nil {
+					return err
+				}
+				alones = append(alones, va)
+			}
 		}
 		if len(kcats) > 0 {
 			rep.backups = append(rep.backups, middleRun(kcats))
@@ -291,21 +308,13 @@ func run(o options) error {
 				rep.rss = append(rep.rss, r)
 			}
 		}
+		for _, runs := range [][]result{dds, alones} {
+			if len(runs) > 0 {
+				rep.backups = append(rep.backups, middleRun(runs))
+			}
+		}
 	}
 	if o.runs("backup") {
-		// The disk bounds a volume backup: its own speed, and the worker
-		// on a volume in memory, show what is the disk's and what the
-		// worker's.
-		dd, err := runDD(b.dir, rep.records*(valueSize+16), partitions)
-		if err != nil {
-			return err
-		}
-		rep.backups = append(rep.backups, dd)
-		va, err := runVolumeAlone(b.ctx, b.dir, rep.records*(valueSize+16), partitions)
-		if err != nil {
-			return err
-		}
-		rep.backups = append(rep.backups, va)
 		if slices.Contains(strings.Split(o.codecs, ","), "none") {
 			// none is not short of CPU here: what its goroutines wait
 			// for says what holds it. One more run, traced, apart from
@@ -1436,7 +1445,7 @@ func renderReport(o options, rep *report, segmentBench string) string {
 			"Kafka settings (read_committed, sarama's 1 MiB fetches and 256-record channels, which the worker's sizing gives 3 partitions at the "+
 			"default budget), taking every record from its channel and dropping it: what reading costs a backup before any work of its own.", rep.records, valueSize, partitions, o.budgetPhrase())
 		if rep.rounds > 1 {
-			fmt.Fprintf(&b, " kcat -C, sarama's consumer alone and the backups to the disk volume ran in %d rounds, each round every one of them once, in the order "+
+			fmt.Fprintf(&b, " kcat -C, sarama's consumer alone, the backups to the disk volume, dd and the volume alone ran in %d rounds, each round every one of them once, in the order "+
 				"of the table: each row is its middle run (the seconds of every run are in brackets, in the order they ran), all its other "+
 				"figures from that run. The runs to tmpfs and GCS ran once.", rep.rounds)
 		}

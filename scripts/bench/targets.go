@@ -22,7 +22,8 @@ var backupTargets = []struct {
 // drain of the last segments, with what the worker's page faults cost at
 // faultMicros each); or else waiting. When storage alone (the volume-alone
 // row, else the dd row) is slower than a target, no backup to it can meet
-// it, whatever the cores: that is said too. Where the cores would do, the same backup to
+// it, whatever the cores: that is said too; when it is faster and the
+// cores would do, how near the backup came to it. Where the cores would do, the same backup to
 // tmpfs, when it ran, says whether the disk was what stood in the way, and
 // sarama's consumer alone, when it ran, how much of the time is the
 // client's.
@@ -125,8 +126,14 @@ func renderTargets(backups []result, cores int, faultMicros float64) string {
 				why += fmt.Sprintf(": the worker's %.1f CPU s beyond it are its own work", own)
 			}
 		}
-		if why != "met" && diskRatio > 0 && diskRatio < t.ratio {
+		switch {
+		case why == "met" || diskRatio <= 0:
+		case diskRatio < t.ratio:
 			why += fmt.Sprintf("; and %s %.2f× kcat -C: a backup that stores every byte on it cannot reach %.2f×", diskSays, diskRatio, t.ratio)
+		case needed <= float64(cores):
+			// Not short of cores, and the storage would be fast enough:
+			// how near the backup came to the storage's own speed.
+			why += fmt.Sprintf("; and %s %.2f× kcat -C, this backup at %.2f× that", diskSays, diskRatio, reached/diskRatio)
 		}
 		fmt.Fprintf(&b, "| %s | %.2f× (%.1f s) | %.2f× | %s | %.1f | %.2f | %s | %s | %s |\n",
 			t.codec, t.ratio, targetSeconds, reached, flowing, cpu, needed, compressing, storing, why)
