@@ -23,10 +23,10 @@ var backupTargets = []struct {
 // faultMicros each); or else waiting. When storage alone (the volume-alone
 // row, else the dd row) is slower than a target, no backup to it can meet
 // it, whatever the cores: that is said too; when it is faster and the
-// cores would do, how near the backup came to it. Where the cores would do, the same backup to
-// tmpfs, when it ran, says whether the disk was what stood in the way, and
-// sarama's consumer alone, when it ran, how much of the time is the
-// client's.
+// cores would do, how near the backup came to it. Where the cores would
+// do, the same backup to tmpfs, when it ran, says whether the disk was
+// what stood in the way, and sarama's consumer alone, when it ran, how
+// much of the time is the client's.
 func renderTargets(backups []result, cores int, faultMicros float64) string {
 	if len(backups) == 0 || !strings.Contains(backups[0].name, "baseline") {
 		return ""
