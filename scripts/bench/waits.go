@@ -63,14 +63,23 @@ func waitSummary(trace string, parts int, seconds float64, waits []waitPart) (st
 	}
 	var b strings.Builder
 	b.WriteString("| goroutines | waiting for | seconds | of the run |\n|---|---|---|---|\n")
+	// Several parts read the same profile with the same flags: pprof runs
+	// once for each pair.
+	type query struct{ kind, focus string }
+	cums := map[query]map[string]float64{}
 	for _, w := range waits {
-		var args []string
-		if w.focus != "" {
-			args = []string{"-focus=" + w.focus}
-		}
-		cum, _, err := cumulativeSeconds(profiles[w.kind], args...)
-		if err != nil {
-			return "", err
+		q := query{w.kind, w.focus}
+		cum, ok := cums[q]
+		if !ok {
+			var args []string
+			if w.focus != "" {
+				args = []string{"-focus=" + w.focus}
+			}
+			var err error
+			if cum, _, err = cumulativeSeconds(profiles[w.kind], args...); err != nil {
+				return "", err
+			}
+			cums[q] = cum
 		}
 		var s float64
 		for name, c := range cum {
